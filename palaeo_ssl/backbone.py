@@ -1,0 +1,292 @@
+"""Load a Hugging Face vision backbone and its preprocessing; choose device and dtype; pool tokens.
+
+Models are named by a Hub id, a local folder, or a short alias (``dinov3-vits16``
+-> ``facebook/dinov3-vits16-pretrain-lvd1689m``). The token comes from
+``HF_TOKEN`` or a stored login (never an interactive prompt); with
+``HF_HUB_OFFLINE=1`` models load from the local cache only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ModelLoadError, UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "dinov3-vits16"
+ALIASES = {
+    "dinov3-vits16": "facebook/dinov3-vits16-pretrain-lvd1689m",
+    "dinov3-vits16plus": "facebook/dinov3-vits16plus-pretrain-lvd1689m",
+    "dinov3-vitb16": "facebook/dinov3-vitb16-pretrain-lvd1689m",
+    "dinov3-vitl16": "facebook/dinov3-vitl16-pretrain-lvd1689m",
+    "dinov3-vith16plus": "facebook/dinov3-vith16plus-pretrain-lvd1689m",
+    "dinov3-vit7b16": "facebook/dinov3-vit7b16-pretrain-lvd1689m",
+}
+POOLINGS = ("cls", "mean", "cls+mean")
+PREPROCESSINGS = ("processor", "pad")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_model_id(model: str) -> str:
+    """Map a short alias to its Hub id; Hub ids and local folders pass through."""
+    model = str(model).strip()
+    if model.lower() in ALIASES:
+        return ALIASES[model.lower()]
+    return model
+
+
+def is_local_model(model: str) -> bool:
+    return Path(model).expanduser().is_dir()
+
+
+# ---------------------------------------------------------------------- device / dtype
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU. Asking for a device that is absent is a UserError."""
+    device = (device or "auto").lower()
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise UserError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if has_mps:
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda was asked for but no CUDA GPU is available to PyTorch here; "
+            "use --device auto (or cpu), or install a CUDA build of torch on a machine with an NVIDIA GPU"
+        )
+    if device == "mps" and not has_mps:
+        raise UserError("--device mps was asked for but Apple MPS is not available here; use --device auto or cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA with bf16 support and on MPS, float32 elsewhere."""
+    dtype = (dtype or "auto").lower()
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "mps":
+        return torch.bfloat16
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+# ---------------------------------------------------------------------- preprocessing spec
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input tensor.
+
+    ``mode="processor"``: squash to ``size`` x ``size`` (the model's own processor, the
+    paper's setting). ``mode="pad"``: keep the aspect ratio, pad to a square with
+    ``background`` (RGB 0-255), then the same resize. Both rescale to [0, 1],
+    resize bilinearly with antialiasing, then normalise with ``mean``/``std``.
+    """
+
+    mode: str = "processor"
+    size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    background: tuple[int, int, int] = (0, 0, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "background": list(self.background)}
+
+
+# ---------------------------------------------------------------------- the backbone
+@dataclass
+class Backbone:
+    """A loaded model with what extraction needs to know about it."""
+
+    model: torch.nn.Module
+    model_id: str
+    revision: str
+    device: torch.device
+    dtype: torch.dtype
+    patch_size: int
+    num_register_tokens: int
+    hidden_size: int
+    default_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    config: Any = field(repr=False, default=None)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """CLS + register tokens that precede the patch tokens."""
+        return 1 + self.num_register_tokens
+
+    def feature_dim(self, pooling: str) -> int:
+        return self.hidden_size * (2 if pooling == "cls+mean" else 1)
+
+    def preprocessing(self, mode: str = "processor", image_size: int | None = None,
+                      background: tuple[int, int, int] = (0, 0, 0)) -> Preprocessing:
+        if mode not in PREPROCESSINGS:
+            raise UserError(f"unknown preprocessing {mode!r}; choose one of {', '.join(PREPROCESSINGS)}")
+        size = int(image_size or self.default_size)
+        if size <= 0 or size % self.patch_size:
+            raise UserError(
+                f"--image-size {size} is not a multiple of the model's patch size ({self.patch_size}); "
+                f"try {max(self.patch_size, round(size / self.patch_size) * self.patch_size)}"
+            )
+        return Preprocessing(mode=mode, size=size, mean=self.mean, std=self.std, background=tuple(background))
+
+    @torch.inference_mode()
+    def embed(self, pixel_values: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+        """Features of a batch (B, 3, H, W) -> (B, D) float32 on the CPU."""
+        x = pixel_values.to(self.device, dtype=self.dtype, non_blocking=True)
+        out = self.model(pixel_values=x)
+        feats = pool_tokens(out.last_hidden_state, out.pooler_output, pooling, self.num_prefix_tokens)
+        return feats.float().cpu()
+
+    @torch.inference_mode()
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states (B, 1 + registers + patches, D) in float32 on the CPU."""
+        x = pixel_values.to(self.device, dtype=self.dtype)
+        return self.model(pixel_values=x).last_hidden_state.float().cpu()
+
+
+def pool_tokens(last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None, pooling: str,
+                num_prefix_tokens: int) -> torch.Tensor:
+    """Pool a (B, T, D) token sequence.
+
+    ``cls``: the pooler output (the CLS token after the final norm);
+    ``mean``: mean of the patch tokens (CLS and register tokens excluded);
+    ``cls+mean``: both, concatenated (B, 2D).
+    """
+    if pooling not in POOLINGS:
+        raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    cls = pooler_output if pooler_output is not None else last_hidden_state[:, 0]
+    if pooling == "cls":
+        return cls
+    mean = last_hidden_state[:, num_prefix_tokens:].mean(dim=1)
+    if pooling == "mean":
+        return mean
+    return torch.cat([cls, mean], dim=1)
+
+
+def _token() -> str | bool | None:
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    return tok or None  # None: huggingface_hub falls back to a stored login
+
+
+def _explain_load_error(model: str, model_id: str, exc: BaseException) -> ModelLoadError:
+    """Turn Hub / transformers errors into a message that says what to do."""
+    text = f"{type(exc).__name__}: {exc}"
+    low = text.lower()
+    page = f"https://huggingface.co/{model_id}"
+    local_hint = "or pass a local folder that holds config.json, the weights and preprocessor_config.json"
+    if "gated" in low or "access to model" in low or "403" in low:
+        return ModelLoadError(
+            f"{model_id} is a gated model and this account has no access yet. Open {page}, log in, accept "
+            "the DINOv3 licence, then set HF_TOKEN (or run 'hf auth login') and try again; " + local_hint
+        )
+    if "401" in low or "unauthorized" in low or "token" in low and "invalid" in low:
+        return ModelLoadError(
+            f"the Hub refused the request for {model_id} (no token or an invalid token). Set HF_TOKEN to a "
+            f"token of an account that accepted the licence at {page} (or run 'hf auth login'); " + local_hint
+        )
+    if "offline" in low or "couldn't connect" in low or "connection" in low or "cannot find the requested files in the" in low \
+            or "localentrynotfound" in low or "name or service not known" in low:
+        return ModelLoadError(
+            f"could not download {model_id}: no network connection (or HF_HUB_OFFLINE=1) and no cached copy. "
+            "Run once with network access to fill the cache, then HF_HUB_OFFLINE=1 works; " + local_hint
+        )
+    if "not a valid model identifier" in low or "repository not found" in low or "repo id must" in low \
+            or "404" in low or "repositorynotfound" in low or "hfvalidationerror" in low:
+        aliases = ", ".join(ALIASES)
+        return ModelLoadError(
+            f"{model!r} is neither a local folder nor a model on the Hugging Face Hub. Check the spelling, "
+            f"use a short alias ({aliases}) or a Hub id such as {ALIASES[DEFAULT_MODEL]}, " + local_hint
+        )
+    return ModelLoadError(f"could not load model {model!r} ({text[:500]}); " + local_hint)
+
+
+def _processor_stats(model_path: str, token) -> tuple[tuple, tuple, int | None]:
+    """Mean, std and square size from the model's image-processor config."""
+    from transformers import AutoImageProcessor
+
+    proc = AutoImageProcessor.from_pretrained(model_path, token=token)
+    mean = tuple(float(v) for v in (getattr(proc, "image_mean", None) or IMAGENET_MEAN))
+    std = tuple(float(v) for v in (getattr(proc, "image_std", None) or IMAGENET_STD))
+    size = getattr(proc, "size", None)
+    side = None
+    if isinstance(size, dict):
+        side = size.get("height") or size.get("shortest_edge")
+    elif size is not None:
+        side = getattr(size, "height", None) or getattr(size, "shortest_edge", None)
+    return mean, std, (int(side) if side else None)
+
+
+def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
+                  attn_implementation: str = "sdpa") -> Backbone:
+    """Load ``model`` (alias, Hub id or local folder) for inference on ``device`` in ``dtype``.
+
+    Raises :class:`ModelLoadError` (a :class:`UserError`) with advice when the
+    model cannot be found, is gated, or cannot be downloaded.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    model_id = resolve_model_id(model)
+    local = is_local_model(model_id)
+    path = str(Path(model_id).expanduser().resolve()) if local else model_id
+    if not local and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):
+        raise ModelLoadError(
+            f"model folder {model_id!r} does not exist; pass an existing folder, a Hub id such as "
+            f"{ALIASES[DEFAULT_MODEL]} or an alias ({', '.join(ALIASES)})"
+        )
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    token = _token()
+    try:
+        config = AutoConfig.from_pretrained(path, token=token)
+        net = AutoModel.from_pretrained(path, token=token, dtype=dt, attn_implementation=attn_implementation)
+        mean, std, side = _processor_stats(path, token)
+    except UserError:
+        raise
+    except Exception as exc:  # Hub, network and file errors come in many types
+        raise _explain_load_error(model, model_id, exc) from exc
+    net.eval().to(dev)
+    revision = "local" if local else str(getattr(net.config, "_commit_hash", None) or "unknown")
+    patch = int(getattr(config, "patch_size", 16) or 16)
+    hidden = int(getattr(config, "hidden_size"))
+    n_reg = int(getattr(config, "num_register_tokens", 0) or 0)
+    default_size = int(side or getattr(config, "image_size", 224) or 224)
+    log.debug("loaded %s (revision %s) on %s as %s", model_id, revision, dev, dt)
+    return Backbone(model=net, model_id=model_id, revision=revision, device=dev, dtype=dt, patch_size=patch,
+                    num_register_tokens=n_reg, hidden_size=hidden, default_size=default_size, mean=mean, std=std,
+                    config=config)
+
+
+def set_cpu_threads(n: int | None = None) -> None:
+    """Use every physical core for intra-op work on CPU (PyTorch's default can be lower in containers)."""
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, int(n)))
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()

@@ -1,0 +1,75 @@
+"""The ``palaeo-ssl`` command line.
+
+Each subcommand lives in ``palaeo_ssl.commands.<name>`` and provides
+``register(subparsers)`` (adds its parser and sets ``func``). The functions it
+calls live in the library; the CLI only parses, calls and summarises.
+
+Exit codes: 0 success, 2 bad usage or bad input (with a message that says what
+to do), 1 an unexpected error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import UserError
+
+# Subcommand modules, in the order --help lists them.
+COMMANDS = ("extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 2 with a pointer to --help
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n(run '{self.prog} --help' for every option)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="palaeo-ssl",
+        description=(
+            "Frozen self-supervised vision models (DINOv3) for fossil images: cached embeddings, "
+            "cross-validated probes, morphospace analysis and specimen visualisation."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"palaeo-ssl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"palaeo_ssl.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"palaeo_ssl.commands.{name}":
+                continue  # command not available in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except UserError as exc:
+        print(f"palaeo-ssl {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"palaeo-ssl {args.command}: interrupted; everything already computed is kept on disk.", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

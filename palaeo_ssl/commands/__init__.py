@@ -1,0 +1,1 @@
+"""One module per ``palaeo-ssl`` subcommand; each provides ``register(subparsers)``."""

@@ -1,0 +1,314 @@
+"""The :class:`Embeddings` container that every analysis takes, and its store format.
+
+A store folder holds three files, all readable without palaeo-ssl:
+
+``features.npy``
+    float32 array of shape (N, D), memory-mappable with ``numpy.load(mmap_mode="r")``.
+``index.csv``
+    one row per feature row: ``path`` (relative to the data root), ``label``
+    (int, -1 when unlabelled), ``class_name``, ``specimen``, ``file_size``
+    (bytes) and ``mtime`` (seconds since the epoch); the last three may be
+    empty for embeddings computed elsewhere.
+``meta.json``
+    how the features were made (model id and revision, preprocessing, pooling,
+    dtype, device, image size, package versions, created time, counts) and the
+    ordered ``class_names``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+FEATURES_FILE = "features.npy"
+INDEX_FILE = "index.csv"
+META_FILE = "meta.json"
+INDEX_COLUMNS = ["path", "label", "class_name", "specimen", "file_size", "mtime"]
+
+
+@dataclass
+class Embeddings:
+    """Feature vectors of N images with their labels.
+
+    Attributes
+    ----------
+    features : (N, D) float32 array
+    paths : list of N str, relative to the data root (``meta["data_root"]``)
+    labels : (N,) int64 array, index into ``class_names``; -1 where unlabelled
+    class_names : list of str, the name of each label value
+    specimens : list of N str, or None; the specimen/group id of each image,
+        used to keep all images of one specimen on the same side of a split
+    meta : dict, how the features were made (free-form, JSON-serialisable)
+    """
+
+    features: np.ndarray
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    specimens: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        feats = np.asarray(self.features)
+        if feats.ndim != 2:
+            raise ValueError(f"features must be a 2-D array (N x D), got shape {feats.shape}")
+        if feats.dtype != np.float32:
+            feats = feats.astype(np.float32)
+        self.features = feats
+        self.paths = [str(p) for p in self.paths]
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        self.class_names = [str(c) for c in self.class_names]
+        n = feats.shape[0]
+        if len(self.paths) != n:
+            raise ValueError(f"{len(self.paths)} paths for {n} feature rows")
+        if self.labels.shape[0] != n:
+            raise ValueError(f"{self.labels.shape[0]} labels for {n} feature rows")
+        if n and self.labels.max(initial=-1) >= len(self.class_names):
+            raise ValueError(
+                f"label {int(self.labels.max())} has no class name ({len(self.class_names)} class names given)"
+            )
+        if n and self.labels.min(initial=0) < -1:
+            raise ValueError("labels must be >= 0, or -1 for unlabelled images")
+        if self.specimens is not None:
+            self.specimens = [str(s) for s in self.specimens]
+            if len(self.specimens) != n:
+                raise ValueError(f"{len(self.specimens)} specimens for {n} feature rows")
+        self.meta = dict(self.meta or {})
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_labels(self) -> bool:
+        """True if at least one image has a label."""
+        return bool(len(self) and (self.labels >= 0).any())
+
+    @property
+    def data_root(self) -> Path | None:
+        """Folder that ``paths`` are relative to, when known."""
+        root = self.meta.get("data_root")
+        return Path(root) if root else None
+
+    def image_path(self, i: int) -> Path:
+        """Absolute path of image ``i`` (needs ``meta["data_root"]``)."""
+        root = self.data_root
+        return (root / self.paths[i]) if root is not None else Path(self.paths[i])
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Embeddings":
+        """Rows ``index`` (ints or a boolean mask), keeping class names and meta."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return Embeddings(
+            features=np.asarray(self.features[idx]),
+            paths=[self.paths[i] for i in idx],
+            labels=self.labels[idx],
+            class_names=list(self.class_names),
+            specimens=None if self.specimens is None else [self.specimens[i] for i in idx],
+            meta=dict(self.meta),
+        )
+
+    def labelled(self) -> "Embeddings":
+        """Only the images that have a label."""
+        return self.subset(self.labels >= 0)
+
+    def normalized(self) -> np.ndarray:
+        """L2-normalised copy of the features (rows of zero norm stay zero)."""
+        return l2_normalize(self.features)
+
+    def index_frame(self) -> pd.DataFrame:
+        """The index table: one row per image (columns as in ``index.csv``)."""
+        file_size = self.meta.get("_file_size")
+        mtime = self.meta.get("_mtime")
+        n = len(self)
+        return pd.DataFrame(
+            {
+                "path": self.paths,
+                "label": self.labels,
+                "class_name": [self.class_names[l] if l >= 0 else "" for l in self.labels],
+                "specimen": self.specimens if self.specimens is not None else [""] * n,
+                "file_size": file_size if file_size is not None else [pd.NA] * n,
+                "mtime": mtime if mtime is not None else [pd.NA] * n,
+            },
+            columns=INDEX_COLUMNS,
+        )
+
+    # ------------------------------------------------------------------ disk
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write a store folder that :func:`load_embeddings` and every CLI command accept."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        index = self.index_frame()
+        meta = {k: v for k, v in self.meta.items() if not k.startswith("_")}
+        meta["class_names"] = list(self.class_names)
+        meta["n_images"] = len(self)
+        meta["dim"] = self.dim
+        meta["has_specimens"] = self.specimens is not None
+        atomic_save_npy(folder / FEATURES_FILE, self.features)
+        atomic_write_text(folder / INDEX_FILE, index.to_csv(index=False))
+        atomic_write_text(folder / META_FILE, json.dumps(_jsonable(meta), indent=2))
+        return folder
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+# ---------------------------------------------------------------------- atomic writes
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """``numpy.save`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ---------------------------------------------------------------------- loading
+def is_store(folder: Path) -> bool:
+    return (folder / FEATURES_FILE).is_file() and (folder / INDEX_FILE).is_file() and (folder / META_FILE).is_file()
+
+
+def find_stores(path: Path) -> list[Path]:
+    """Store folders at ``path`` or below it (at most three levels down)."""
+    path = Path(path)
+    if is_store(path):
+        return [path]
+    found: list[Path] = []
+    for pattern in ("*", "*/*", "*/*/*"):
+        found.extend(p for p in sorted(path.glob(pattern)) if p.is_dir() and is_store(p))
+        if found:
+            break
+    return found
+
+
+def read_store(folder: Path, mmap: bool = True) -> Embeddings:
+    """Read one store folder (no searching)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        features = np.load(folder / FEATURES_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
+        index = pd.read_csv(
+            folder / INDEX_FILE,
+            dtype={"path": str, "class_name": str, "specimen": str},
+            keep_default_na=False,
+        )
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise UserError(f"the embedding store at {folder} is damaged ({exc}); delete it and extract again") from exc
+    if len(index) != features.shape[0]:
+        raise UserError(
+            f"the embedding store at {folder} is inconsistent ({len(index)} index rows, "
+            f"{features.shape[0]} feature rows); delete it and extract again"
+        )
+    class_names = meta.get("class_names")
+    if class_names is None:
+        class_names = sorted({c for c in index["class_name"] if c})
+    specimens = None
+    if meta.get("has_specimens") or ("specimen" in index and (index["specimen"] != "").any()):
+        specimens = index["specimen"].astype(str).tolist()
+    meta = dict(meta)
+    meta["store_path"] = str(folder.resolve())
+    for col, key in (("file_size", "_file_size"), ("mtime", "_mtime")):
+        if col in index and (index[col] != "").all() and len(index):
+            meta[key] = pd.to_numeric(index[col]).to_numpy()
+    return Embeddings(
+        features=features,
+        paths=index["path"].astype(str).tolist(),
+        labels=pd.to_numeric(index["label"]).to_numpy(dtype=np.int64),
+        class_names=class_names,
+        specimens=specimens,
+        meta=meta,
+    )
+
+
+def load_embeddings(path: str | os.PathLike | Embeddings) -> Embeddings:
+    """Load embeddings from a store folder or from an ``extract`` output folder.
+
+    ``path`` may be the store folder itself (it holds ``features.npy``,
+    ``index.csv`` and ``meta.json``) or a folder above it, such as the ``--out``
+    folder of ``palaeo-ssl extract``. Features are memory-mapped, not read into
+    memory. An :class:`Embeddings` passes through unchanged.
+    """
+    if isinstance(path, Embeddings):
+        return path
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"no embeddings at {p}: pass the --out folder of 'palaeo-ssl extract' or a store folder")
+    if p.is_file():
+        raise UserError(
+            f"{p} is a file; pass the folder that holds features.npy, index.csv and meta.json "
+            "(or the --out folder of 'palaeo-ssl extract')"
+        )
+    stores = find_stores(p)
+    if not stores:
+        raise UserError(
+            f"no embedding store in {p}: run 'palaeo-ssl extract DATA --out {p}' first, "
+            "or save features you already have with Embeddings(...).save(folder)"
+        )
+    if len(stores) > 1:
+        listing = "\n  ".join(str(s) for s in stores)
+        raise UserError(f"{p} holds {len(stores)} embedding stores; pass one of them:\n  {listing}")
+    return read_store(stores[0])
