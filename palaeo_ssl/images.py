@@ -1,0 +1,323 @@
+"""Find images (class folders, flat folder, CSV manifest) and decode them robustly.
+
+Images are recognised by their content, not their extension: every visible file
+is offered to Pillow, and the ones it cannot read are *skipped with a reason*
+(never a crash). Hidden and system files (``.DS_Store``, ``._*``, ``Thumbs.db``,
+``@eaDir``, anything starting with a dot) are ignored silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "@eadir", "__macosx", "$recycle.bin", "icon\r"}
+MANIFEST_SUFFIXES = {".csv", ".tsv"}
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden or system file/folder that is skipped silently."""
+    return name.startswith(".") or name.lower() in SYSTEM_NAMES or name.startswith("._")
+
+
+# ---------------------------------------------------------------------- discovery
+@dataclass
+class ImageList:
+    """What discovery found.
+
+    ``files``: absolute paths; ``rel_paths``: relative to ``root`` (posix
+    separators); ``labels``: int, -1 where unlabelled; ``class_names``: sorted;
+    ``specimens``: list or None; ``layout``: ``"classes"``, ``"flat"`` or ``"manifest"``;
+    ``missing``: manifest rows whose file does not exist, as (rel_path, reason).
+    """
+
+    root: Path
+    files: list[Path]
+    rel_paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    specimens: list[str] | None
+    layout: str
+    name: str
+    missing: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Visible files below ``folder``, sorted, hidden/system files and folders pruned."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for f in sorted(filenames):
+            if not is_hidden(f):
+                out.append(Path(dirpath) / f)
+    return out
+
+
+def discover(data: str | os.PathLike) -> ImageList:
+    """List the images of a dataset.
+
+    ``data`` is one of:
+
+    * a folder of class sub-folders: the label of an image is its top-level folder
+      (deeper sub-folders belong to their top-level class); classes are sorted by
+      name. Files lying directly in the root are kept, unlabelled (-1).
+    * a flat folder of images (no sub-folders): unlabelled, labels -1.
+    * a CSV manifest with columns ``path,label`` and optionally ``specimen``; paths
+      are relative to the manifest's folder (absolute paths are accepted); an empty
+      label means unlabelled.
+
+    Order is deterministic (sorted). Raises :class:`UserError` for a missing or
+    empty folder.
+    """
+    p = Path(data).expanduser()
+    if not p.exists():
+        raise UserError(f"{p} does not exist: pass a folder of images (one sub-folder per class, or flat) or a CSV manifest")
+    if p.is_file():
+        if p.suffix.lower() in MANIFEST_SUFFIXES:
+            return _discover_manifest(p)
+        raise UserError(f"{p} is a file; pass a folder of images or a CSV manifest with columns path,label[,specimen]")
+    root = p.resolve()
+    try:
+        entries = sorted(e for e in os.listdir(root) if not is_hidden(e))
+    except PermissionError as exc:
+        raise UserError(f"cannot read folder {root}: permission denied") from exc
+    subdirs = [e for e in entries if (root / e).is_dir()]
+    class_names: list[str] = []
+    files: list[Path] = []
+    labels: list[int] = []
+    if subdirs:
+        layout = "classes"
+        for e in entries:
+            if (root / e).is_file():
+                files.append(root / e)
+                labels.append(-1)
+        for cls in subdirs:
+            found = _walk_files(root / cls)
+            if not found:
+                continue
+            class_names.append(cls)
+            files.extend(found)
+            labels.extend([len(class_names) - 1] * len(found))
+    else:
+        layout = "flat"
+        files = [root / e for e in entries if (root / e).is_file()]
+        labels = [-1] * len(files)
+    if not files:
+        raise UserError(
+            f"no files found in {root}: put images in it (one sub-folder per class, or all in one folder), "
+            "or pass a CSV manifest"
+        )
+    rel = [f.relative_to(root).as_posix() for f in files]
+    return ImageList(root=root, files=files, rel_paths=rel, labels=np.asarray(labels, dtype=np.int64),
+                     class_names=class_names, specimens=None, layout=layout, name=root.name)
+
+
+def _discover_manifest(path: Path) -> ImageList:
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise UserError(f"cannot read manifest {path}: {exc}") from exc
+    df.columns = [c.strip().lower() for c in df.columns]
+    if "path" not in df.columns:
+        raise UserError(f"manifest {path} needs a 'path' column (columns found: {', '.join(df.columns)}); "
+                        "expected columns path,label and optionally specimen")
+    if df.empty:
+        raise UserError(f"manifest {path} has no rows")
+    root = path.resolve().parent
+    labels_raw = df["label"].str.strip() if "label" in df.columns else pd.Series([""] * len(df))
+    class_names = sorted({l for l in labels_raw if l})
+    lookup = {c: i for i, c in enumerate(class_names)}
+    specimens = df["specimen"].astype(str).str.strip().tolist() if "specimen" in df.columns else None
+    files, rel, labels, specs, missing = [], [], [], [], []
+    seen: set[str] = set()
+    for i, raw in enumerate(df["path"].astype(str).str.strip()):
+        if not raw:
+            continue
+        f = Path(raw).expanduser()
+        f = f if f.is_absolute() else (root / f)
+        try:
+            r = f.resolve().relative_to(root).as_posix()
+        except ValueError:
+            r = f.resolve().as_posix()
+        if r in seen:
+            log.warning("manifest lists %s twice; keeping the first row", r)
+            continue
+        seen.add(r)
+        if not f.is_file():
+            missing.append((r, "file not found (listed in the manifest)"))
+            continue
+        files.append(f)
+        rel.append(r)
+        labels.append(lookup.get(labels_raw.iloc[i], -1))
+        if specimens is not None:
+            specs.append(specimens[i])
+    if not files and not missing:
+        raise UserError(f"manifest {path} lists no files")
+    return ImageList(root=root, files=files, rel_paths=rel, labels=np.asarray(labels, dtype=np.int64),
+                     class_names=class_names, specimens=specs if specimens is not None else None,
+                     layout="manifest", name=path.stem, missing=missing)
+
+
+# ---------------------------------------------------------------------- decoding
+class ImageReadError(Exception):
+    """An image that cannot be used; ``str(exc)`` is the reason written to skipped.csv."""
+
+
+def parse_color(value: str | Sequence[int] | None) -> tuple[int, int, int]:
+    """``"black"``, ``"white"``, ``"grey"``, ``"#rrggbb"`` or ``"r,g,b"`` -> (r, g, b)."""
+    if value is None:
+        return (0, 0, 0)
+    if not isinstance(value, str):
+        vals = tuple(int(v) for v in value)
+        if len(vals) != 3:
+            raise UserError(f"a colour needs 3 values, got {value!r}")
+        return vals  # type: ignore[return-value]
+    named = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "gray": (128, 128, 128)}
+    v = value.strip().lower()
+    if v in named:
+        return named[v]
+    try:
+        if v.startswith("#") and len(v) == 7:
+            return tuple(int(v[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        parts = [int(x) for x in v.split(",")]
+        if len(parts) == 3 and all(0 <= x <= 255 for x in parts):
+            return tuple(parts)  # type: ignore[return-value]
+    except ValueError:
+        pass
+    raise UserError(f"cannot read colour {value!r}: use black, white, grey, #rrggbb or r,g,b (0-255)")
+
+
+def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale an integer/float array to 0..255 by its actual finite range (not clipped)."""
+    a = arr.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, dtype=np.uint8)
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    a = np.where(finite, a, lo)
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.uint8)
+    return np.clip(np.round((a - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB.
+
+    16-bit, 32-bit integer and float images are scaled by their actual range;
+    transparency (RGBA, LA, PA, palette with transparency) is composited on
+    ``background``; CMYK and other colour spaces are converted.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F") or mode.startswith("I;"):
+        arr = _scale_to_uint8(np.asarray(img))
+        if arr.ndim == 3:  # multi-channel high bit depth
+            arr = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+            return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+        if mode == "RGB":
+            return img
+    if mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "L" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "RGBA":
+        canvas = Image.new("RGB", img.size, tuple(background))
+        canvas.paste(img, mask=img.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, background: tuple[int, int, int] = (0, 0, 0),
+               draft_size: int | None = None) -> Image.Image:
+    """Decode one image file to an 8-bit RGB ``PIL.Image``, exactly once.
+
+    EXIF orientation is applied; multi-page files give their first page; large
+    JPEGs are decoded in draft mode (DCT scaling) when ``draft_size`` is given
+    and the image is at least twice that size on both sides. Pillow's
+    decompression-bomb guard stays on.
+
+    Raises :class:`ImageReadError` with a short, user-readable reason for files
+    that cannot be used (empty, truncated, not an image, permission denied,
+    over the pixel limit).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageReadError("file not found") from None
+    except PermissionError:
+        raise ImageReadError("permission denied (cannot stat the file)") from None
+    if size == 0:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if draft_size and im.format == "JPEG":
+                    w, h = im.size
+                    if min(w, h) >= 2 * draft_size:
+                        im.draft("RGB", (draft_size, draft_size))
+                im.seek(0)
+                im.load()
+                img = ImageOps.exif_transpose(im)
+                if img is im:
+                    img = im.copy()
+    except PermissionError:
+        raise ImageReadError("permission denied (cannot read the file)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(
+            f"over Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS} pixels): {exc}. If you trust this file, "
+            "raise PIL.Image.MAX_IMAGE_PIXELS or downscale it"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image (Pillow cannot identify the format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        msg = str(exc) or type(exc).__name__
+        if "truncated" in msg.lower():
+            msg = "truncated image file"
+        raise ImageReadError(f"cannot decode: {msg}") from None
+    except Exception as exc:  # decoders raise a wide range of errors on corrupt data
+        raise ImageReadError(f"cannot decode: {type(exc).__name__}: {exc}") from None
+    try:
+        return to_rgb(img, background)
+    except Exception as exc:
+        raise ImageReadError(f"cannot convert mode {img.mode} to RGB: {exc}") from None
+
+
+def pad_to_square(img: Image.Image, background: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
+    """Pad ``img`` to a square canvas of ``background``, centred, keeping its aspect ratio."""
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), tuple(background))
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def skipped_frame(rows: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """``skipped.csv`` table: one row per unusable file (path relative to the data root, reason)."""
+    return pd.DataFrame(list(rows), columns=["path", "reason"])
