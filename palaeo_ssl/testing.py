@@ -101,3 +101,4 @@ def make_class_folder_dataset(root: str | os.PathLike, n_classes: int = 3, per_c
         for j in range(per_class):
             write_synthetic_image(root / f"class_{c}" / f"img_{j:03d}.png", size=size, seed=seed * 10007 + c * 101 + j)
     return root
+from .synthetic import make_example_dataset  # noqa: F401
