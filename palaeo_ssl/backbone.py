@@ -144,15 +144,13 @@ class Backbone:
 
     def preprocessing(self, mode: str = "processor", image_size: int | None = None,
                       background: tuple[int, int, int] = (0, 0, 0)) -> Preprocessing:
-        if mode not in PREPROCESSINGS:
-            raise UserError(f"unknown preprocessing {mode!r}; choose one of {', '.join(PREPROCESSINGS)}")
-        size = int(image_size or self.default_size)
-        if size <= 0 or size % self.patch_size:
-            raise UserError(
-                f"--image-size {size} is not a multiple of the model's patch size ({self.patch_size}); "
-                f"try {max(self.patch_size, round(size / self.patch_size) * self.patch_size)}"
-            )
-        return Preprocessing(mode=mode, size=size, mean=self.mean, std=self.std, background=tuple(background))
+        return make_preprocessing(self.info, mode, image_size, background)
+
+    @property
+    def info(self) -> "ModelInfo":
+        return ModelInfo(model_id=self.model_id, local=self.revision == "local", patch_size=self.patch_size,
+                         hidden_size=self.hidden_size, num_register_tokens=self.num_register_tokens,
+                         default_size=self.default_size, mean=self.mean, std=self.std)
 
     @torch.inference_mode()
     def embed(self, pixel_values: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
@@ -242,43 +240,31 @@ def _processor_stats(model_path: str, token) -> tuple[tuple, tuple, int | None]:
 
 
 def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
-                  attn_implementation: str = "sdpa") -> Backbone:
+                  attn_implementation: str = "sdpa", info: "ModelInfo | None" = None) -> Backbone:
     """Load ``model`` (alias, Hub id or local folder) for inference on ``device`` in ``dtype``.
 
     Raises :class:`ModelLoadError` (a :class:`UserError`) with advice when the
     model cannot be found, is gated, or cannot be downloaded.
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
-    model_id = resolve_model_id(model)
-    local = is_local_model(model_id)
-    path = str(Path(model_id).expanduser().resolve()) if local else model_id
-    if not local and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):
-        raise ModelLoadError(
-            f"model folder {model_id!r} does not exist; pass an existing folder, a Hub id such as "
-            f"{ALIASES[DEFAULT_MODEL]} or an alias ({', '.join(ALIASES)})"
-        )
+    info = info or describe_model(model)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    token = _token()
     try:
-        config = AutoConfig.from_pretrained(path, token=token)
-        net = AutoModel.from_pretrained(path, token=token, dtype=dt, attn_implementation=attn_implementation)
-        mean, std, side = _processor_stats(path, token)
+        net = AutoModel.from_pretrained(info.model_id, token=_token(), dtype=dt,
+                                        attn_implementation=attn_implementation)
     except UserError:
         raise
     except Exception as exc:  # Hub, network and file errors come in many types
-        raise _explain_load_error(model, model_id, exc) from exc
+        raise _explain_load_error(model, info.model_id, exc) from exc
     net.eval().to(dev)
-    revision = "local" if local else str(getattr(net.config, "_commit_hash", None) or "unknown")
-    patch = int(getattr(config, "patch_size", 16) or 16)
-    hidden = int(getattr(config, "hidden_size"))
-    n_reg = int(getattr(config, "num_register_tokens", 0) or 0)
-    default_size = int(side or getattr(config, "image_size", 224) or 224)
-    log.debug("loaded %s (revision %s) on %s as %s", model_id, revision, dev, dt)
-    return Backbone(model=net, model_id=model_id, revision=revision, device=dev, dtype=dt, patch_size=patch,
-                    num_register_tokens=n_reg, hidden_size=hidden, default_size=default_size, mean=mean, std=std,
-                    config=config)
+    revision = "local" if info.local else str(getattr(net.config, "_commit_hash", None) or "unknown")
+    log.debug("loaded %s (revision %s) on %s as %s", info.model_id, revision, dev, dt)
+    return Backbone(model=net, model_id=info.model_id, revision=revision, device=dev, dtype=dt,
+                    patch_size=info.patch_size, num_register_tokens=info.num_register_tokens,
+                    hidden_size=info.hidden_size, default_size=info.default_size, mean=info.mean, std=info.std,
+                    config=net.config)
 
 
 def set_cpu_threads(n: int | None = None) -> None:
@@ -290,3 +276,67 @@ def set_cpu_threads(n: int | None = None) -> None:
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is known about a model from its config files alone (no weights loaded)."""
+
+    model_id: str
+    local: bool
+    patch_size: int
+    hidden_size: int
+    num_register_tokens: int
+    default_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
+    """Read a model's config and image-processor config (small JSON files) without its weights.
+
+    Lets extraction decide what is cached before paying for loading the weights.
+    """
+    from transformers import AutoConfig
+
+    model_id = resolve_model_id(model)
+    local = is_local_model(model_id)
+    path = str(Path(model_id).expanduser().resolve()) if local else model_id
+    if not local and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):
+        raise ModelLoadError(
+            f"model folder {model_id!r} does not exist; pass an existing folder, a Hub id such as "
+            f"{ALIASES[DEFAULT_MODEL]} or an alias ({', '.join(ALIASES)})"
+        )
+    token = _token()
+    try:
+        config = AutoConfig.from_pretrained(path, token=token)
+        mean, std, side = _processor_stats(path, token)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise _explain_load_error(model, model_id, exc) from exc
+    return ModelInfo(
+        model_id=path if local else model_id,
+        local=local,
+        patch_size=int(getattr(config, "patch_size", 16) or 16),
+        hidden_size=int(getattr(config, "hidden_size")),
+        num_register_tokens=int(getattr(config, "num_register_tokens", 0) or 0),
+        default_size=int(side or getattr(config, "image_size", 224) or 224),
+        mean=mean,
+        std=std,
+    )
+
+
+def make_preprocessing(info: ModelInfo, mode: str = "processor", image_size: int | None = None,
+                       background: tuple[int, int, int] = (0, 0, 0)) -> Preprocessing:
+    """Validate ``mode`` and ``image_size`` (a multiple of the patch size) for a model."""
+    if mode not in PREPROCESSINGS:
+        raise UserError(f"unknown preprocessing {mode!r}; choose one of {', '.join(PREPROCESSINGS)}")
+    size = int(image_size or info.default_size)
+    if size <= 0 or size % info.patch_size:
+        raise UserError(
+            f"--image-size {size} is not a multiple of the model's patch size ({info.patch_size}); "
+            f"try {max(info.patch_size, round(size / info.patch_size) * info.patch_size)}"
+        )
+    return Preprocessing(mode=mode, size=size, mean=tuple(info.mean), std=tuple(info.std),
+                         background=tuple(int(v) for v in background))

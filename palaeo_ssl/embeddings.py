@@ -7,8 +7,9 @@ A store folder holds three files, all readable without palaeo-ssl:
 ``index.csv``
     one row per feature row: ``path`` (relative to the data root), ``label``
     (int, -1 when unlabelled), ``class_name``, ``specimen``, ``file_size``
-    (bytes) and ``mtime`` (seconds since the epoch); the last three may be
-    empty for embeddings computed elsewhere.
+    (bytes) and ``mtime_ns`` (modification time, integer nanoseconds since the
+    epoch); ``specimen``, ``file_size`` and ``mtime_ns`` may be empty for
+    embeddings computed elsewhere.
 ``meta.json``
     how the features were made (model id and revision, preprocessing, pooling,
     dtype, device, image size, package versions, created time, counts) and the
@@ -32,7 +33,7 @@ from .errors import UserError
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
-INDEX_COLUMNS = ["path", "label", "class_name", "specimen", "file_size", "mtime"]
+INDEX_COLUMNS = ["path", "label", "class_name", "specimen", "file_size", "mtime_ns"]
 
 
 @dataclass
@@ -123,7 +124,7 @@ class Embeddings:
             labels=self.labels[idx],
             class_names=list(self.class_names),
             specimens=None if self.specimens is None else [self.specimens[i] for i in idx],
-            meta=dict(self.meta),
+            meta={k: (np.asarray(v)[idx] if k.startswith("_") else v) for k, v in self.meta.items()},
         )
 
     def labelled(self) -> "Embeddings":
@@ -137,7 +138,7 @@ class Embeddings:
     def index_frame(self) -> pd.DataFrame:
         """The index table: one row per image (columns as in ``index.csv``)."""
         file_size = self.meta.get("_file_size")
-        mtime = self.meta.get("_mtime")
+        mtime = self.meta.get("_mtime_ns")
         n = len(self)
         return pd.DataFrame(
             {
@@ -146,7 +147,7 @@ class Embeddings:
                 "class_name": [self.class_names[l] if l >= 0 else "" for l in self.labels],
                 "specimen": self.specimens if self.specimens is not None else [""] * n,
                 "file_size": file_size if file_size is not None else [pd.NA] * n,
-                "mtime": mtime if mtime is not None else [pd.NA] * n,
+                "mtime_ns": mtime if mtime is not None else [pd.NA] * n,
             },
             columns=INDEX_COLUMNS,
         )
@@ -271,9 +272,9 @@ def read_store(folder: Path, mmap: bool = True) -> Embeddings:
         specimens = index["specimen"].astype(str).tolist()
     meta = dict(meta)
     meta["store_path"] = str(folder.resolve())
-    for col, key in (("file_size", "_file_size"), ("mtime", "_mtime")):
-        if col in index and (index[col] != "").all() and len(index):
-            meta[key] = pd.to_numeric(index[col]).to_numpy()
+    for col, key in (("file_size", "_file_size"), ("mtime_ns", "_mtime_ns")):
+        if col in index and len(index) and (index[col].astype(str) != "").all():
+            meta[key] = pd.to_numeric(index[col]).to_numpy(dtype=np.int64)
     return Embeddings(
         features=features,
         paths=index["path"].astype(str).tolist(),

@@ -1,0 +1,74 @@
+"""``palaeo-ssl extract``: embed a folder or manifest of images into a cached store."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..backbone import ALIASES, DEFAULT_MODEL, DEVICES, DTYPES, POOLINGS, PREPROCESSINGS
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that embeds images."""
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model alias ({', '.join(ALIASES)}), Hugging Face id, or local folder "
+                        f"(default: {DEFAULT_MODEL})")
+    p.add_argument("--pooling", choices=POOLINGS, default="cls",
+                   help="cls: the CLS/pooler feature (the paper's); mean: mean of patch tokens without CLS and "
+                        "registers; cls+mean: both concatenated (default: cls)")
+    p.add_argument("--preprocess", choices=PREPROCESSINGS, default="processor",
+                   help="processor: squash to a square as the model's processor (the paper's); pad: keep the aspect "
+                        "ratio and pad with --background (default: processor)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="input side in pixels, a multiple of the patch size (default: the processor's, 224)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="images per forward pass (default: 32 on CPU, 64 on GPU)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="image-decoding worker processes (default: 1 on CPU, up to 8 on GPU; 0 = in-process)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto picks CUDA, then Apple MPS, then CPU (default: auto)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="auto: bfloat16 on GPUs that support it, float32 on CPU; bfloat16 on CPU is allowed "
+                        "and faster on CPUs with bf16 instructions (default: auto)")
+    p.add_argument("--background", default="black",
+                   help="colour for transparent pixels and --preprocess pad: black, white, grey, #rrggbb or r,g,b "
+                        "(default: black)")
+
+
+def extract_kwargs(args: argparse.Namespace) -> dict:
+    return dict(model=args.model, pooling=args.pooling, preprocess=args.preprocess, image_size=args.image_size,
+                batch_size=args.batch_size, workers=args.workers, device=args.device, dtype=args.dtype,
+                background=args.background)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "extract",
+        help="embed every image of a folder or manifest (cached, resumable)",
+        description=(
+            "Embed every image under DATA with a frozen backbone and store the features under OUT. "
+            "Reruns compute only new or changed images; an interrupted run resumes. Unreadable files are "
+            "skipped and listed in OUT/skipped.csv."
+        ),
+    )
+    p.add_argument("data", metavar="DATA",
+                   help="folder with one sub-folder per class, a flat folder (unlabelled), or a CSV manifest "
+                        "with columns path,label[,specimen] (paths relative to the manifest)")
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder for the embedding store")
+    add_model_options(p)
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 2 if any file could not be read (features are still saved)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..extract import extract_embeddings
+
+    emb = extract_embeddings(args.data, out=args.out, strict=args.strict, progress=not args.no_progress,
+                             **extract_kwargs(args))
+    from ..extract import ExtractionSummary
+
+    summary = ExtractionSummary(**emb.meta["extraction"])
+    print(summary.text())
+    print(f"embeddings written to {summary.store}")
+    return 0
