@@ -65,7 +65,7 @@ def _walk_files(folder: Path) -> list[Path]:
         for f in sorted(filenames):
             if not is_hidden(f):
                 out.append(Path(dirpath) / f)
-    return out
+    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def discover(data: str | os.PathLike) -> ImageList:
