@@ -1,0 +1,357 @@
+"""Backbone loading, preprocessing, pooling, the cached store and the extract command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import palaeo_ssl
+from palaeo_ssl import Embeddings, extract_embeddings, load_embeddings
+from palaeo_ssl.backbone import ALIASES, load_backbone, pool_tokens, resolve_model_id
+from palaeo_ssl.cli import main
+from palaeo_ssl.errors import ModelLoadError, UserError
+from palaeo_ssl.extract import ImageTransform, embed_like
+from palaeo_ssl.images import load_image
+from palaeo_ssl.testing import make_class_folder_dataset, write_synthetic_image
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_model):
+    return load_backbone(str(tiny_model), device="cpu", dtype="float32")
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    return make_class_folder_dataset(tmp_path / "data", n_classes=3, per_class=4)
+
+
+def _extract(data, model, out, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("workers", 0)
+    return extract_embeddings(data, model=str(model), out=out, **kw)
+
+
+# ---------------------------------------------------------------------- backbone
+def test_aliases_resolve():
+    assert resolve_model_id("dinov3-vits16") == "facebook/dinov3-vits16-pretrain-lvd1689m"
+    assert resolve_model_id("dinov3-vitl16") == ALIASES["dinov3-vitl16"]
+    assert resolve_model_id("some-org/some-model") == "some-org/some-model"
+
+
+def test_wrong_model_ids_say_what_to_do(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_backbone(str(tmp_path / "no" / "such" / "folder"))
+    with pytest.raises(ModelLoadError, match="neither a local folder nor a model"):
+        load_backbone("not a valid id!!")
+    with pytest.raises(ModelLoadError, match="no network connection"):
+        load_backbone("facebook/definitely-not-cached-model")  # HF_HUB_OFFLINE=1 in conftest
+
+
+def test_gated_message_mentions_licence():
+    from palaeo_ssl.backbone import _explain_load_error
+
+    err = _explain_load_error("dinov3-vitl16", ALIASES["dinov3-vitl16"],
+                              OSError("You are trying to access a gated repo. 403 Client Error"))
+    assert "accept" in str(err) and "HF_TOKEN" in str(err)
+
+
+def test_no_gpu_gives_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from palaeo_ssl.backbone import resolve_device
+
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_pooling_shapes_and_register_exclusion(backbone):
+    x = torch.randn(2, 3, 64, 96)
+    cls = backbone.embed(x, "cls")
+    mean = backbone.embed(x, "mean")
+    both = backbone.embed(x, "cls+mean")
+    assert cls.shape == (2, 32) and mean.shape == (2, 32) and both.shape == (2, 64)
+    tokens = backbone.tokens(x)
+    n_patches = (64 // 16) * (96 // 16)
+    assert tokens.shape == (2, 1 + 2 + n_patches, 32)
+    torch.testing.assert_close(cls, tokens[:, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mean, tokens[:, 3:].mean(1), atol=1e-5, rtol=1e-5)
+    # including the register tokens would give a different mean
+    assert not torch.allclose(mean, tokens[:, 1:].mean(1), atol=1e-4)
+    torch.testing.assert_close(both, torch.cat([cls, mean], 1))
+
+
+def test_pool_tokens_rejects_unknown():
+    with pytest.raises(UserError):
+        pool_tokens(torch.zeros(1, 5, 4), None, "max", 1)
+
+
+def test_processor_mode_matches_hf_processor(tiny_model, tmp_path, backbone):
+    from transformers import AutoImageProcessor
+
+    p = write_synthetic_image(tmp_path / "a.png", size=(90, 50))
+    img = load_image(p)
+    ours = ImageTransform(backbone.preprocessing("processor"))(img)
+    ref = AutoImageProcessor.from_pretrained(tiny_model)(images=img, return_tensors="pt")["pixel_values"][0]
+    assert ours.shape == ref.shape == (3, 224, 224)
+    assert torch.max(torch.abs(ours - ref)).item() < 1e-4
+
+
+def test_pad_mode_keeps_aspect_ratio(backbone):
+    from PIL import Image
+
+    img = Image.new("RGB", (200, 50), (255, 255, 255))
+    t = ImageTransform(backbone.preprocessing("pad", 64, background=(0, 0, 0)))(img)
+    assert t.shape == (3, 64, 64)
+    # the padded bands (top and bottom) hold the background, the centre the white object
+    mean, std = torch.tensor(backbone.mean), torch.tensor(backbone.std)
+    black = (0 - mean) / std
+    white = (1 - mean) / std
+    torch.testing.assert_close(t[:, 2, 32], black, atol=1e-4, rtol=0)
+    torch.testing.assert_close(t[:, 32, 32], white, atol=1e-4, rtol=0)
+    squashed = ImageTransform(backbone.preprocessing("processor", 64))(img)
+    torch.testing.assert_close(squashed[:, 2, 32], white, atol=1e-4, rtol=0)
+
+
+def test_image_size_must_be_multiple_of_patch(backbone):
+    with pytest.raises(UserError, match="multiple of the model's patch size"):
+        backbone.preprocessing("processor", 100)
+
+
+# ---------------------------------------------------------------------- store behaviour
+def test_extract_then_cache_hit(dataset, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    emb = _extract(dataset, tiny_model, out)
+    assert isinstance(emb, Embeddings)
+    assert emb.features.shape == (12, 32) and emb.features.dtype == np.float32
+    assert emb.class_names == ["class_0", "class_1", "class_2"]
+    assert emb.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert emb.meta["extraction"]["computed"] == 12
+    t = time.perf_counter()
+    again = _extract(dataset, tiny_model, out)
+    assert again.meta["extraction"]["computed"] == 0 and again.meta["extraction"]["reused"] == 12
+    assert time.perf_counter() - t < 10
+    np.testing.assert_array_equal(np.asarray(again.features), np.asarray(emb.features))
+    loaded = load_embeddings(out)
+    np.testing.assert_array_equal(np.asarray(loaded.features), np.asarray(emb.features))
+    assert loaded.paths == emb.paths and loaded.meta["model_id"] == str(Path(tiny_model).resolve())
+    store = Path(loaded.meta["store_path"])
+    assert {"features.npy", "index.csv", "meta.json"} <= {p.name for p in store.iterdir()}
+    index = pd.read_csv(store / "index.csv")
+    assert list(index.columns) == ["path", "label", "class_name", "specimen", "file_size", "mtime_ns"]
+    assert not (store / "chunks").exists()
+
+
+def test_partial_update_computes_only_changes(dataset, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    first = _extract(dataset, tiny_model, out)
+    before = dict(zip(first.paths, np.asarray(first.features)))
+    write_synthetic_image(dataset / "class_1" / "new.png", seed=999)
+    os.remove(dataset / "class_2" / "img_000.png")
+    changed = dataset / "class_0" / "img_001.png"
+    write_synthetic_image(changed, seed=12345)
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    second = _extract(dataset, tiny_model, out)
+    assert second.meta["extraction"]["computed"] == 2  # the new and the changed image
+    assert len(second) == 12
+    assert "class_2/img_000.png" not in second.paths
+    feats = dict(zip(second.paths, np.asarray(second.features)))
+    np.testing.assert_array_equal(feats["class_2/img_001.png"], before["class_2/img_001.png"])
+    assert not np.allclose(feats["class_0/img_001.png"], before["class_0/img_001.png"])
+    fresh = _extract(dataset, tiny_model, tmp_path / "fresh")
+    np.testing.assert_allclose(np.asarray(second.features), np.asarray(fresh.features), atol=1e-5)
+
+
+def test_different_settings_never_share_features(dataset, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    a = _extract(dataset, tiny_model, out, pooling="cls")
+    b = _extract(dataset, tiny_model, out, pooling="mean")
+    c = _extract(dataset, tiny_model, out, preprocess="pad")
+    d = _extract(dataset, tiny_model, out, image_size=64)
+    e = _extract(dataset, tiny_model, out, dtype="bfloat16")
+    stores = {x.meta["store_path"] for x in (a, b, c, d, e)}
+    assert len(stores) == 5
+    for x in (b, c, d, e):
+        assert x.meta["extraction"]["computed"] == 12
+    cos = np.sum(a.normalized() * e.normalized(), axis=1)
+    assert cos.min() > 0.95  # bf16 close to float32
+    with pytest.raises(UserError, match="holds 5 embedding stores"):
+        load_embeddings(out)
+
+
+def test_bad_files_skipped_listed_and_strict(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    write_synthetic_image(data / "A" / "good1.png")
+    write_synthetic_image(data / "A" / "good2.png", seed=1)
+    write_synthetic_image(data / "B" / "good3", seed=2, fmt="PNG")  # no extension
+    (data / "B" / "empty.jpg").write_bytes(b"")
+    (data / "B" / "notes.txt").write_text("field notes")
+    trunc = write_synthetic_image(data / "B" / "cut.jpg", size=(300, 300), seed=3)
+    trunc.write_bytes(trunc.read_bytes()[:400])
+    out = tmp_path / "out"
+    emb = _extract(data, tiny_model, out)
+    assert sorted(emb.paths) == ["A/good1.png", "A/good2.png", "B/good3"]
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert sorted(skipped["path"]) == ["B/cut.jpg", "B/empty.jpg", "B/notes.txt"]
+    reasons = dict(zip(skipped["path"], skipped["reason"]))
+    assert "empty" in reasons["B/empty.jpg"] and "not an image" in reasons["B/notes.txt"]
+    # unchanged bad files are not retried, and still listed
+    again = _extract(data, tiny_model, out)
+    assert again.meta["extraction"]["computed"] == 0
+    assert len(pd.read_csv(out / "skipped.csv")) == 3
+    with pytest.raises(UserError, match="could not be read"):
+        _extract(data, tiny_model, out, strict=True)
+    assert len(load_embeddings(out)) == 3  # nothing lost
+
+
+def test_workers_give_same_features(dataset, tiny_model, tmp_path):
+    a = _extract(dataset, tiny_model, tmp_path / "a", workers=0, batch_size=5)
+    b = _extract(dataset, tiny_model, tmp_path / "b", workers=2, batch_size=4)
+    np.testing.assert_allclose(np.asarray(a.features), np.asarray(b.features), atol=1e-5)
+
+
+def test_embeddings_save_roundtrip_and_validation(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = Embeddings(features=rng.normal(size=(5, 3)), paths=list("abcde"), labels=[0, 1, 0, -1, 1],
+                     class_names=["x", "y"], specimens=["s1", "s1", "s2", "s3", "s3"], meta={"note": "elsewhere"})
+    emb.save(tmp_path / "store")
+    back = load_embeddings(tmp_path / "store")
+    np.testing.assert_allclose(np.asarray(back.features), emb.features)
+    assert back.labels.tolist() == [0, 1, 0, -1, 1] and back.specimens == emb.specimens
+    assert back.class_names == ["x", "y"] and back.meta["note"] == "elsewhere"
+    assert load_embeddings(tmp_path).paths == list("abcde")  # a folder above the store
+    with pytest.raises(ValueError, match="paths"):
+        Embeddings(features=np.zeros((2, 3)), paths=["a"], labels=[0, 0], class_names=["x"])
+    with pytest.raises(ValueError, match="class name"):
+        Embeddings(features=np.zeros((1, 3)), paths=["a"], labels=[3], class_names=["x"])
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(UserError, match="no embedding store"):
+        load_embeddings(tmp_path / "empty_dir")
+
+
+def test_manifest_specimens_reach_the_store(tmp_path, tiny_model):
+    for i in range(4):
+        write_synthetic_image(tmp_path / "imgs" / f"{i}.png", seed=i)
+    (tmp_path / "m.csv").write_text("path,label,specimen\n" + "".join(
+        f"imgs/{i}.png,{'ab'[i % 2]},S{i // 2}\n" for i in range(4)))
+    emb = _extract(tmp_path / "m.csv", tiny_model, tmp_path / "out")
+    assert emb.specimens == ["S0", "S0", "S1", "S1"]
+    assert emb.labels.tolist() == [0, 1, 0, 1]
+    assert load_embeddings(tmp_path / "out").specimens == ["S0", "S0", "S1", "S1"]
+
+
+def test_embed_like_matches_store(dataset, tiny_model, tmp_path):
+    emb = _extract(dataset, tiny_model, tmp_path / "out", pooling="cls+mean")
+    one = embed_like(emb.meta, [dataset / emb.paths[5]])
+    assert one.shape == (1, 64)
+    np.testing.assert_allclose(one[0], np.asarray(emb.features[5]), atol=1e-5)
+
+
+# ---------------------------------------------------------------------- kill -9 and resume
+_RUNNER = """
+import sys, palaeo_ssl
+palaeo_ssl.extract_embeddings(sys.argv[1], model=sys.argv[2], out=sys.argv[3], workers=0, batch_size=4,
+                              chunk_size=4, progress=False)
+"""
+
+
+def test_resume_after_sigkill(tmp_path, tiny_model):
+    data = make_class_folder_dataset(tmp_path / "data", n_classes=4, per_class=30, size=(96, 96))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(data), str(tiny_model), str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    chunks: list[Path] = []
+    while time.time() < deadline:
+        chunks = list(out.glob("*/chunks/chunk_*.csv"))
+        if len(chunks) >= 3 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(chunks) >= 3, "the extraction never wrote a chunk before being killed"
+    stores = list(out.glob("*/"))
+    assert not (stores[0] / "meta.json").exists(), "killed run should not have finished"
+    resumed = _extract(data, tiny_model, out, batch_size=7, chunk_size=16)
+    assert 0 < resumed.meta["extraction"]["computed"] < 120
+    assert resumed.meta["extraction"]["reused"] >= 12
+    reference = _extract(data, tiny_model, tmp_path / "ref")
+    assert resumed.paths == reference.paths
+    assert np.max(np.abs(np.asarray(resumed.features) - np.asarray(reference.features))) <= 1e-5
+
+
+def test_killed_consolidation_loses_nothing(tmp_path, tiny_model, dataset, monkeypatch):
+    """Interrupt consolidation right after the old features were removed: the next run recovers them."""
+    from palaeo_ssl import store as store_mod
+
+    out = tmp_path / "out"
+    _extract(dataset, tiny_model, out)
+    write_synthetic_image(dataset / "class_0" / "extra.png", seed=77)
+    real_replace = os.replace
+
+    def crash_on_features(src, dst, *a, **k):
+        if str(dst).endswith("features.npy"):
+            raise KeyboardInterrupt("simulated crash")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(store_mod.os, "replace", crash_on_features)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(dataset, tiny_model, out)
+    monkeypatch.setattr(store_mod.os, "replace", real_replace)
+    again = _extract(dataset, tiny_model, out)
+    assert again.meta["extraction"]["computed"] == 0  # everything came back from chunks
+    assert len(again) == 13
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_exit_codes_and_messages(tmp_path, tiny_model, capsys):
+    assert main(["extract", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["extract", str(empty), "--out", str(tmp_path / "o"), "--model", str(tiny_model)]) == 2
+    assert "no files found" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_text("nope")
+    assert main(["extract", str(bad), "--out", str(tmp_path / "o2"), "--model", str(tiny_model),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no readable image" in err and "skipped.csv" in err
+    assert (tmp_path / "o2" / "skipped.csv").is_file()
+    data = make_class_folder_dataset(tmp_path / "d", n_classes=2, per_class=2)
+    assert main(["extract", str(data), "--out", str(tmp_path / "o3"), "--model", "not a valid id!!"]) == 2
+    assert "neither a local folder nor a model" in capsys.readouterr().err
+    assert main(["extract", str(data), "--out", str(tmp_path / "o3"), "--model", str(tiny_model),
+                 "--no-progress", "--workers", "0"]) == 0
+    outp = capsys.readouterr().out
+    assert "4 embedded" in outp and "embeddings written to" in outp
+
+
+def test_cli_console_script_help():
+    r = subprocess.run([sys.executable, "-m", "palaeo_ssl", "extract", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for opt in ("--pooling", "--preprocess", "--image-size", "--batch-size", "--workers", "--device", "--dtype",
+                "--strict"):
+        assert opt in r.stdout
+
+
+# ---------------------------------------------------------------------- real fossils
+def test_fusulinids_end_to_end(fusulinids, tiny_model, tmp_path):
+    emb = _extract(fusulinids, tiny_model, tmp_path / "out", workers=1)
+    assert len(emb) == 119 and emb.n_classes == 6
+    assert any(" " in p for p in emb.paths)  # file names with spaces
+    assert np.isfinite(np.asarray(emb.features)).all()
+    counts = np.bincount(emb.labels)
+    assert counts.min() == 8 and counts.max() == 46
+    assert pd.read_csv(tmp_path / "out" / "skipped.csv").empty
