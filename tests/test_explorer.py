@@ -1,0 +1,297 @@
+"""The self-contained HTML morphospace explorer: file contents, escaping, and a real headless browser."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from palaeo_ssl.explorer import WEBGL_THRESHOLD, write_explorer
+from palaeo_ssl.synthetic import make_example_dataset
+
+XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
+XSS_CLASS = "<script>alert(2)</script> & \"ostracod\""
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _chromium() -> str | None:
+    for cand in (os.environ.get("PALAEO_SSL_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                 "/usr/bin/chromium"):
+        if cand and Path(cand).is_file():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """30 synthetic specimens with real thumbnails: one named like an XSS payload, one corrupt file."""
+    root = make_example_dataset(tmp_path_factory.mktemp("explorer_ds"), n_per_class=6, seed=2, size=64)
+    files = sorted(root.rglob("*.jpg"))
+    xss = files[0].parent / XSS_NAME
+    files[0].rename(xss)
+    files[0] = xss
+    files[7].write_bytes(b"this is not an image")
+    class_names = sorted(p.name for p in root.iterdir())
+    labels = np.array([class_names.index(f.parent.name) for f in files])
+    labels[5] = -1
+    class_names = [XSS_CLASS if c == "ostracod" else c for c in class_names]
+    n = len(files)
+    rng = np.random.default_rng(0)
+    coords = rng.uniform(0, 10, (n, 2))
+    coords[0] = [20.0, 20.0]  # the XSS-named specimen sits alone in the top-right corner
+    feats = rng.normal(size=(n, 8))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    sim = feats @ feats.T
+    nb = np.argsort(-sim, axis=1)[:, :6]  # includes each point itself first: the page skips it
+    return dict(
+        coords=coords, paths=[f.relative_to(root).as_posix() for f in files], class_names=class_names, labels=labels,
+        image_files=[str(f) for f in files], clusters={"kmeans K=4": rng.integers(-1, 4, n)},
+        outlier_score=rng.random(n), suspect_score=np.where(labels >= 0, rng.random(n), np.nan),
+        neighbours=nb, neighbour_sim=np.take_along_axis(sim, nb, 1), title="Explorer <test> & co",
+    )
+
+
+@pytest.fixture(scope="module")
+def page_path(inputs, tmp_path_factory):
+    return write_explorer(tmp_path_factory.mktemp("explorer") / "explorer.html", **inputs)
+
+
+def _payload(text: str) -> dict:
+    m = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', text, re.S)
+    assert m, "data block not found"
+    return json.loads(m.group(1))
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def test_self_contained_no_external_references(page_path):
+    text = page_path.read_text(encoding="utf-8")
+    parser = _Tags()
+    parser.feed(text)
+    for tag, attrs in parser.tags:
+        for key in ("src", "href", "data", "action"):
+            value = (attrs.get(key) or "").strip().lower()
+            assert not value.startswith(("http:", "https:", "//")), f"<{tag} {key}={value}> loads from the network"
+        if tag == "script":
+            assert "src" not in attrs, "scripts must be inlined"
+    assert not re.search(r"<script[^>]*\ssrc\s*=", text, re.I)
+    assert not re.search(r"<link[^>]*href\s*=\s*[\"']?https?:", text, re.I)
+    # exactly three script blocks: the data, plotly.js and the page's code
+    assert len(parser.scripts) == 3 and text.lower().count("</script") == 3
+    assert "Plotly" in parser.scripts[1] and len(parser.scripts[1]) > 1_000_000
+
+
+def test_user_strings_escaped_and_data_round_trips(page_path, inputs):
+    text = page_path.read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "<script>alert" not in text
+    assert "<title>Explorer &lt;test&gt; &amp; co</title>" in text
+    data = _payload(text)
+    assert data["names"][0] == XSS_NAME
+    assert data["paths"] == inputs["paths"]
+    assert XSS_CLASS in data["class_names"]
+    assert data["labels"] == inputs["labels"].tolist()
+    np.testing.assert_allclose(data["x"], inputs["coords"][:, 0], atol=1e-5)
+    np.testing.assert_allclose(data["y"], inputs["coords"][:, 1], atol=1e-5)
+    assert data["suspect"][5] is None and data["suspect"][0] == pytest.approx(inputs["suspect_score"][0], abs=1e-5)
+    assert data["neighbours"] == inputs["neighbours"].tolist()
+    assert [c["name"] for c in data["clusters"]] == ["kmeans K=4"]
+    assert set(data["clusters"][0]["values"]) <= {-1, 0, 1, 2, 3}
+    assert data["webgl"] is False and len(data["x"]) < WEBGL_THRESHOLD
+
+
+def test_csp_admits_exactly_the_inline_scripts(page_path):
+    text = page_path.read_text(encoding="utf-8")
+    parser = _Tags()
+    parser.feed(text)
+    csp = next(a["content"] for t, a in parser.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    for script in parser.scripts[1:]:
+        digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+
+
+def test_thumbnails_downscaled_and_unreadable_file_tolerated(page_path, inputs):
+    data = _payload(page_path.read_text(encoding="utf-8"))
+    thumbs = data["thumbs"]
+    assert thumbs[7] is None  # the corrupt file
+    assert all(t is not None for i, t in enumerate(thumbs) if i != 7)
+    head, b64 = thumbs[0].split(",", 1)
+    assert head == "data:image/jpeg;base64"
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+        assert im.format == "JPEG" and max(im.size) <= 96
+
+
+def test_no_thumbnails_and_deterministic(inputs, tmp_path):
+    kw = dict(inputs, image_files=None)
+    a = write_explorer(tmp_path / "a.html", **kw)
+    b = write_explorer(tmp_path / "b.html", **kw)
+    assert a.read_bytes() == b.read_bytes()
+    assert set(_payload(a.read_text(encoding="utf-8"))["thumbs"]) == {None}
+
+
+def test_invalid_inputs_raise(inputs, tmp_path):
+    bad = dict(inputs)
+    with pytest.raises(ValueError, match="coords"):
+        write_explorer(tmp_path / "x.html", **dict(bad, coords=inputs["coords"][:, :1]))
+    with pytest.raises(ValueError, match="paths"):
+        write_explorer(tmp_path / "x.html", **dict(bad, paths=inputs["paths"][:-1]))
+    with pytest.raises(ValueError, match="labels"):
+        write_explorer(tmp_path / "x.html", **dict(bad, labels=np.full(len(inputs["paths"]), 9)))
+    with pytest.raises(ValueError, match="neighbour_sim"):
+        write_explorer(tmp_path / "x.html", **dict(bad, neighbour_sim=inputs["neighbour_sim"][:, :2]))
+    with pytest.raises(ValueError, match="NaN"):
+        c = inputs["coords"].copy()
+        c[1, 0] = np.nan
+        write_explorer(tmp_path / "x.html", **dict(bad, coords=c))
+    assert not (tmp_path / "x.html").exists()
+
+
+# ------------------------------------------------------------------------------ real browser
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        except Exception as exc:  # noqa: BLE001 - a browser that cannot start is an environment problem
+            pytest.skip(f"chromium could not be started: {exc}")
+        yield b
+        b.close()
+
+
+def _open(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    events = {"console": [], "pageerror": [], "dialog": [], "request": []}
+    page.on("console", lambda m: events["console"].append((m.type, m.text)))
+    page.on("pageerror", lambda e: events["pageerror"].append(str(e)))
+    page.on("dialog", lambda d: (events["dialog"].append(d.message), d.dismiss()))
+    page.on("request", lambda r: events["request"].append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    return page, events
+
+
+def _assert_clean(page, events):
+    errors = [t for kind, t in events["console"] if kind == "error"]
+    assert errors == [], errors
+    assert events["pageerror"] == []
+    assert events["dialog"] == [], "a dialog (alert) fired: user strings were executed"
+    assert all(u.startswith(("file:", "data:", "blob:")) for u in events["request"]), events["request"]
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], body script[src]').length") == 0
+
+
+def test_explorer_in_headless_chromium(browser, page_path, inputs, tmp_path):
+    page, events = _open(browser, page_path)
+    n = len(inputs["paths"])
+    # the points are drawn as SVG paths, one per specimen
+    points = page.query_selector_all(".scatterlayer .trace path.point")
+    assert len(points) == n
+    legend = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
+    assert any(t.startswith(XSS_CLASS) for t in legend), legend  # shown literally, as text
+    assert "unlabelled (1)" in legend
+
+    # hover the lone top-right point (the XSS-named specimen): its thumbnail and name appear
+    boxes = [p.bounding_box() for p in points]
+    b = max(boxes, key=lambda bb: bb["x"] - bb["y"])
+    cx, cy = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+    page.mouse.move(cx - 40, cy + 40)
+    page.mouse.move(cx, cy)
+    page.wait_for_selector("#tooltip:not([hidden]) img.thumb", timeout=10_000)
+    assert page.inner_text("#tooltip .name") == XSS_NAME
+    assert page.get_attribute("#tooltip img.thumb", "src").startswith("data:image/jpeg;base64,")
+    assert "suspect-label score" in page.inner_text("#tooltip")
+
+    # click it: its card and nearest neighbours (itself skipped) with thumbnails and similarities
+    page.mouse.click(cx, cy)
+    page.wait_for_selector("#neighbours li.neighbour", timeout=10_000)
+    assert page.inner_text("#selected-card .name") == XSS_NAME
+    items = page.query_selector_all("#neighbours li.neighbour")
+    expected = [int(j) for j in inputs["neighbours"][0] if j != 0]
+    assert [int(li.get_attribute("data-index")) for li in items] == expected
+    assert all(li.query_selector(".thumb") is not None for li in items)
+    sims = [float(s.split()[-1]) for s in page.eval_on_selector_all("#neighbours .sim", "els => els.map(e => e.textContent)")]
+    np.testing.assert_allclose(sims, [inputs["neighbour_sim"][0][k] for k, j in enumerate(inputs["neighbours"][0]) if j != 0], atol=6e-4)
+    # the selection and its neighbours are ringed on the plot
+    assert page.evaluate("document.getElementById('plot').data.slice(-1)[0].x.length") == len(expected) + 1
+
+    # clicking a neighbour selects it; the corrupt image shows a placeholder instead of a thumbnail
+    items[0].click()
+    page.wait_for_function(f"document.querySelector('#selected-card .name').textContent !== {json.dumps(XSS_NAME)}")
+    page.evaluate("palaeoExplorer.select(7)")
+    assert page.query_selector("#selected-card .nothumb") is not None
+
+    # switch the colouring: outlier score (colour bar), then the clustering (its legend)
+    page.select_option("#colour-by", label="Outlier score")
+    page.wait_for_selector(".colorbar", timeout=10_000)
+    ringed = page.evaluate("document.getElementById('plot').data.slice(-1)[0].x.length")
+    assert ringed == 6  # the selection survives a change of colouring
+    assert len(page.query_selector_all(".scatterlayer .trace path.point")) == n + ringed
+    page.select_option("#colour-by", label="Cluster: kmeans K=4")
+    page.wait_for_function("Array.from(document.querySelectorAll('.legendtext')).some(e => e.textContent.startsWith('cluster 0'))")
+    assert page.query_selector(".colorbar") is None
+
+    shot = tmp_path / "explorer.png"
+    page.screenshot(path=str(shot))
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    with Image.open(shot) as im:
+        assert im.size == (1280, 800)
+        assert np.asarray(im.convert("L")).std() > 10  # not a blank page
+    _assert_clean(page, events)
+    page.close()
+
+
+def test_explorer_webgl_mode_in_headless_chromium(browser, inputs, tmp_path):
+    path = write_explorer(tmp_path / "gl.html", **dict(inputs, webgl=True, image_files=inputs["image_files"]))
+    page, events = _open(browser, path)
+    if not page.evaluate("!!document.createElement('canvas').getContext('webgl')"):
+        pytest.skip("this chromium has no WebGL")
+    assert page.evaluate("document.getElementById('plot').data[0].type") == "scattergl"
+    # no SVG points in WebGL mode: hover where plotly places point 0 (data -> pixel through its axes)
+    x, y = page.evaluate("""() => {
+        const gd = document.getElementById('plot'), fl = gd._fullLayout, r = gd.getBoundingClientRect();
+        const d = palaeoExplorer.data;
+        return [r.left + fl._size.l + fl.xaxis.l2p(d.x[0]), r.top + fl._size.t + fl.yaxis.l2p(d.y[0])];
+    }""")
+    page.mouse.move(x - 30, y + 30)
+    page.mouse.move(x, y)
+    page.wait_for_selector("#tooltip:not([hidden]) img.thumb", timeout=10_000)
+    assert page.inner_text("#tooltip .name") == XSS_NAME
+    page.mouse.click(x, y)
+    page.wait_for_selector("#neighbours li.neighbour", timeout=10_000)
+    _assert_clean(page, events)
+    page.close()
