@@ -409,7 +409,10 @@ _APP_JS = r"""
                 toImageButtonOptions: {format: "png", filename: "morphospace", scale: 2}};
 
   function draw() {
-    return Plotly.react(plotEl, buildTraces(modes[current]), layout, config).then(highlight);
+    var traces = buildTraces(modes[current]);
+    // plotly hides a legend with a single entry; show it whenever there is an entry (e.g. "unlabelled (N)")
+    layout.showlegend = traces.some(function (t) { return t.showlegend !== false; });
+    return Plotly.react(plotEl, traces, layout, config).then(highlight);
   }
 
   // ---- hover tooltip

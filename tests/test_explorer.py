@@ -186,7 +186,7 @@ def browser():
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     with sync_api.sync_playwright() as p:
         try:
-            b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+            b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=60_000)
         except Exception as exc:  # noqa: BLE001 - a browser that cannot start is an environment problem
             pytest.skip(f"chromium could not be started: {exc}")
         yield b
@@ -293,5 +293,26 @@ def test_explorer_webgl_mode_in_headless_chromium(browser, inputs, tmp_path):
     assert page.inner_text("#tooltip .name") == XSS_NAME
     page.mouse.click(x, y)
     page.wait_for_selector("#neighbours li.neighbour", timeout=10_000)
+    _assert_clean(page, events)
+    page.close()
+
+
+def test_explorer_minimal_inputs_in_headless_chromium(browser, tmp_path):
+    """Unlabelled points, no thumbnails, clusterings, scores or neighbours: still a working page."""
+    rng = np.random.default_rng(1)
+    n = 12
+    path = write_explorer(tmp_path / "min.html", rng.normal(size=(n, 2)), paths=[f"flat/img_{i}.png" for i in range(n)],
+                          class_names=[], labels=np.full(n, -1))
+    page, events = _open(browser, path)
+    assert page.eval_on_selector_all("#colour-by option", "els => els.map(e => e.textContent)") == ["Class"]
+    assert page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)") == [f"unlabelled ({n})"]
+    points = page.query_selector_all(".scatterlayer .trace path.point")
+    assert len(points) == n
+    b = points[3].bounding_box()
+    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+    page.wait_for_selector("#tooltip:not([hidden]) .nothumb", timeout=10_000)
+    page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+    page.wait_for_selector("#neighbours li", timeout=10_000)
+    assert page.inner_text("#neighbours") == "nearest neighbours were not computed"
     _assert_clean(page, events)
     page.close()
