@@ -30,6 +30,20 @@ def _threshold(text: str) -> float | str:
     return value
 
 
+def _versions() -> dict[str, str]:
+    """Versions of what shapes these figures, read from package metadata (importing umap/numba here costs seconds)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("palaeo-ssl", "torch", "transformers", "numpy", "scikit-learn", "matplotlib", "pillow"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def register(subparsers) -> None:
     from ..backbone import DEFAULT_MODEL, DEVICES, DTYPES
     from ..patches import DEFAULT_SIZE
@@ -78,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..patches import load_rgb, match, shared_basis, view_specimen
     from ..plots.patches import write_specimen_figures
-    from ..report import library_versions, write_json
+    from ..report import write_json
 
     t0 = time.perf_counter()
     images = [args.image] + list(args.basis or []) + ([args.compare] if args.compare else [])
@@ -128,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "files": {k: [p.name for p in v] for k, v in files.items()},
         "seconds": round(time.perf_counter() - t0, 2),
-        "versions": library_versions(),
+        "versions": _versions(),
     }
     write_json(out / "visualise.json", summary)
 

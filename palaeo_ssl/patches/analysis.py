@@ -37,9 +37,11 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     s0 = np.cumsum(hist * centres)
     m0 = s0 / np.maximum(w0, 1)
     m1 = (s0[-1] - s0) / np.maximum(w1, 1)
-    between = w0 * w1 * (m0 - m1) ** 2
-    i = int(np.argmax(between[:-1]))
-    return float(edges[i + 1])
+    between = (w0 * w1 * (m0 - m1) ** 2)[:-1]
+    # empty bins between two modes give a plateau of equal maxima: cut in its middle, not at its start
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    plateau = best[: np.argmax(np.diff(np.append(best, best[-1] + 2)) > 1) + 1]
+    return float(edges[int(plateau[len(plateau) // 2]) + 1])
 
 
 def _border(grid: tuple[int, int]) -> np.ndarray:

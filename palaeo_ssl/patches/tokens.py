@@ -28,33 +28,22 @@ DEFAULT_SIZE = 448
 
 # ---------------------------------------------------------------------- image -> model input
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode ``path`` into an RGB PIL image (EXIF orientation applied).
+    """Decode ``path`` into an RGB PIL image at full resolution with :func:`palaeo_ssl.images.load_image`.
 
-    Uses :func:`palaeo_ssl.images.load_image` (robust decoding of 16-bit,
-    greyscale, transparent and CMYK images) when it is available. A file that
-    cannot be read raises :class:`UserError`.
+    EXIF orientation is applied; 16-bit, greyscale, transparent (composited on
+    black) and CMYK images are converted. A file that cannot be read raises
+    :class:`UserError` with the reason.
     """
+    from ..images import ImageReadError, load_image
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"image {str(path)!r} does not exist; pass the path of an image file")
     try:
-        from ..images import load_image  # the project's robust decoder
-    except ImportError:  # pragma: no cover - only before images.py exists
-        load_image = None
-    try:
-        if load_image is not None:
-            img = load_image(path)
-        else:  # pragma: no cover
-            from PIL import ImageOps
-
-            with Image.open(path) as im:
-                img = ImageOps.exif_transpose(im).convert("RGB")
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"could not read image {str(path)!r} ({type(exc).__name__}: {exc}); "
-                        "check that the file is a readable image") from exc
-    return img.convert("RGB") if img.mode != "RGB" else img
+        img = load_image(path)
+    except ImageReadError as exc:
+        raise UserError(f"could not read image {str(path)!r}: {exc}; pass a readable image file") from exc
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def input_size(width: int, height: int, size: int = DEFAULT_SIZE, patch_size: int = 16) -> tuple[int, int]:
