@@ -1,0 +1,136 @@
+"""Figures of the probe results: accuracy against data used, few-shot accuracy, confusion matrix.
+
+Each function draws a figure from tables computed by :mod:`palaeo_ssl.probes`
+and returns it; :func:`palaeo_ssl.plots.save_figure` writes PNG and PDF.
+Accuracies are fractions in the tables and percentages on the axes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import class_colors
+
+_MARKERS = ("o", "s", "D", "^", "v", "p")
+
+
+def _errors(group: pd.DataFrame, mean_col: str, metric: str) -> np.ndarray:
+    """(2, n) error-bar lengths in %: the 95% interval when the table has one, else the std."""
+    lo, hi = f"ci_low_{metric}", f"ci_high_{metric}"
+    mean = group[mean_col].to_numpy(dtype=float)
+    if lo in group and hi in group and group[lo].notna().any():
+        return 100 * np.vstack([mean - group[lo].to_numpy(dtype=float), group[hi].to_numpy(dtype=float) - mean])
+    std = group[f"std_{metric}"].to_numpy(dtype=float)
+    return 100 * np.vstack([std, std])
+
+
+def _reference_lines(ax, baseline: float | None, literature: float | None) -> None:
+    if literature is not None and np.isfinite(literature):
+        ax.axhline(100 * literature, color="#c0392b", linestyle="--", linewidth=1.4, label="Best in literature")
+    if baseline is not None and np.isfinite(baseline):
+        ax.axhline(100 * baseline, color="0.45", linestyle="-.", linewidth=1.4, label="Majority class")
+
+
+def _curves(ax, table: pd.DataFrame, x_col: str, x_scale: float, metric: str, log_x: bool = False) -> None:
+    """One error-bar line per classifier; lines are dodged sideways a little so the bars stay apart."""
+    mean_col = f"mean_{metric}"
+    names = list(dict.fromkeys(table["classifier"]))
+    colors = class_colors(max(len(names), 3))
+    for i, name in enumerate(names):
+        g = table[table["classifier"] == name].sort_values(x_col)
+        err = np.nan_to_num(_errors(g, mean_col, metric))
+        shift = i - (len(names) - 1) / 2
+        x = g[x_col].to_numpy(dtype=float) * x_scale
+        x = x * 1.04 ** shift if log_x else x + 0.9 * shift
+        ax.errorbar(x, 100 * g[mean_col].to_numpy(dtype=float), yerr=err,
+                    marker=_MARKERS[i % len(_MARKERS)], capsize=3, linewidth=1.6, color=colors[i], label=name)
+
+
+def accuracy_with_data(table: pd.DataFrame, *, baseline: float | None = None, literature: float | None = None,
+                       metric: str = "top1_accuracy", title: str | None = None) -> plt.Figure:
+    """Top-1 accuracy (%) against the share of data used (%), one line per classifier.
+
+    ``table`` is a ``classification_cv_results`` table; error bars are its
+    95% interval when present (standard protocol), else ± std. ``baseline``
+    (majority-class accuracy) and ``literature`` (best published top-1) are
+    fractions drawn as horizontal lines.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    _curves(ax, table, "train_fraction", 100.0, metric)
+    _reference_lines(ax, baseline, literature)
+    ax.set_xlabel("Data used (%)")
+    ax.set_ylabel(f"{_label(metric)} (%)")
+    ax.set_ylim(0, 101)
+    ax.set_xlim(0, 105)
+    ax.grid(True, linestyle="--", alpha=0.5)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def few_shot_accuracy(table: pd.DataFrame, *, baseline: float | None = None, literature: float | None = None,
+                      metric: str = "top1_accuracy", title: str | None = None) -> plt.Figure:
+    """Top-1 accuracy (%) against labelled images per class, one line per classifier (log x axis)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    _curves(ax, table, "few_shot_values", 1.0, metric, log_x=True)
+    _reference_lines(ax, baseline, literature)
+    shots = sorted({int(v) for v in table["few_shot_values"]}) if len(table) else []
+    if shots:
+        ax.set_xscale("log")
+        ax.set_xticks(shots)
+        ax.set_xticklabels([str(s) for s in shots])
+        ax.minorticks_off()
+    ax.set_xlabel("Labelled images per class")
+    ax.set_ylabel(f"{_label(metric)} (%)")
+    ax.set_ylim(0, 101)
+    ax.grid(True, linestyle="--", alpha=0.5)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], *, title: str | None = None,
+                     max_annotated: int = 30, max_label_chars: int = 28) -> plt.Figure:
+    """Row-normalised confusion matrix (% of each true class), readable up to ~60 classes.
+
+    The figure grows with the number of classes and the tick labels shrink
+    (names longer than ``max_label_chars`` are shortened); cells are annotated
+    with their percentage only up to ``max_annotated`` classes, where the text fits.
+    """
+    counts = np.asarray(counts, dtype=float)
+    n = counts.shape[0]
+    rows = counts.sum(axis=1, keepdims=True)
+    pct = 100 * np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    side = float(np.clip(0.3 * n + 3.0, 5.0, 20.0))
+    fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
+    im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="% of true class")
+    names = [s if len(s) <= max_label_chars else s[: max_label_chars - 1] + "…" for s in map(str, class_names)]
+    fontsize = float(np.clip(260.0 / max(n, 1), 5.0, 10.0))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(names, rotation=90, fontsize=fontsize)
+    ax.set_yticklabels(names, fontsize=fontsize)
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("True class")
+    if n <= max_annotated:
+        ann = float(np.clip(180.0 / max(n, 1), 5.0, 11.0))
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j] > 0:
+                    ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=ann,
+                            color="white" if pct[i, j] > 55 else "black")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _label(metric: str) -> str:
+    return {"top1_accuracy": "Top-1 accuracy", "balanced_accuracy": "Balanced accuracy"}.get(
+        metric, metric.replace("_", " ").capitalize())

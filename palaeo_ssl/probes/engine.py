@@ -1,0 +1,227 @@
+"""Runs probe fits as independent tasks, in this process or in parallel worker processes.
+
+A :class:`Task` is one probe fitted on one or more (nested) training sets and
+evaluated on one fixed test set. Tasks are independent, so they run in any
+order and in parallel; results come back in task order, so the numbers do not
+depend on ``n_jobs``. Every task runs with the BLAS thread pool limited to one
+thread: the matrices of a probe fit are too small for threaded BLAS to pay
+off, and on a shared machine a second BLAS thread that waits for a busy core
+makes a logistic-regression fit several times slower (measured by
+``benchmarks/probe_speed.py``). Parallelism comes from running tasks in
+``n_jobs`` processes instead. The feature matrix reaches the workers as a
+memory-mapped ``.npy`` file, written once per run, not copied per task.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from threadpoolctl import threadpool_limits
+
+from ..embeddings import l2_normalize
+from .classifiers import (
+    STANDARD_K,
+    TEMPERATURE,
+    fit_quietly,
+    make_probe,
+    n_iterations,
+    rank_labels,
+    rank_votes,
+    weighted_knn_scores,
+)
+from .metrics import ranked_split_metrics, reference_split_metrics
+
+#: metric_mode values: how a task's predictions become metrics
+REFERENCE_CV = "reference_cv"          # reference code, cross-validation (specificity over training classes)
+REFERENCE_FEW_SHOT = "reference_few_shot"  # reference code, few-shot (specificity over present labels)
+RANKED = "ranked"                      # this package's protocol (rankings, ties never by class index)
+
+
+@dataclass
+class Task:
+    """One probe, fitted on each of ``subsets`` (training indices) and tested on ``test``.
+
+    ``keys[i]`` identifies subset i in the results (e.g. fraction, repeat, fold).
+    """
+
+    probe: str
+    protocol: str
+    subsets: list[np.ndarray]
+    keys: list[dict[str, Any]]
+    test: np.ndarray
+    metric_mode: str
+    n_classes_eval: int
+    seed: int = 0
+    shots: int | None = None
+    keep_predictions: bool = False
+    cost: float = field(default=0.0)
+
+
+def estimate_cost(probe: str, n_train: int, n_test: int, dim: int, n_classes: int) -> float:
+    """Rough relative cost, used only to start the largest tasks first."""
+    if probe == "logreg":
+        return 50.0 * n_train * dim * n_classes
+    return float(n_test) * n_train * dim + n_train * dim
+
+
+def run_task(task: Task, X: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+    """Fit and evaluate ``task`` on features ``X`` (N, D) and labels ``y`` (N,). Returns one dict per subset."""
+    out = []
+    x_test = np.asarray(X[task.test])
+    y_test = y[task.test]
+    shared = None
+    if task.probe == "knn" and task.protocol == "standard" and len(task.subsets) > 1:
+        # nested subsets of one training fold: one similarity product for all of them
+        t0 = time.perf_counter()
+        full = np.unique(np.concatenate(task.subsets))
+        sim_full = l2_normalize(x_test) @ l2_normalize(np.asarray(X[full])).T
+        shared = (full, sim_full, time.perf_counter() - t0)
+    for key, train in zip(task.keys, task.subsets):
+        t0 = time.perf_counter()
+        y_train = y[train]
+        classes = np.unique(y_train)
+        n_iter = None
+        if shared is not None:
+            full, sim_full, t_sim = shared
+            cols = np.searchsorted(full, train)
+            pos = np.searchsorted(classes, y_train)
+            votes, sums = weighted_knn_scores(sim_full[:, cols], pos, len(classes), STANDARD_K, TEMPERATURE)
+            ranking = classes[rank_votes(votes, sums, task.seed)]
+            t_fit = t_sim / len(task.subsets)
+            t_pred = time.perf_counter() - t0
+            proba = None
+        else:
+            model = make_probe(task.probe, task.protocol, y_train, seed=task.seed, shots=task.shots)
+            fit_quietly(model, np.asarray(X[train]), y_train)
+            n_iter = n_iterations(model)
+            t_fit = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            if task.metric_mode == RANKED:
+                ranking = rank_labels(model, x_test)
+                proba = None
+            else:
+                proba = model.predict_proba(x_test)
+            t_pred = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        if task.metric_mode == RANKED:
+            metrics, y_pred = ranked_split_metrics(y_test, ranking, task.n_classes_eval)
+        else:
+            spec = "classes" if task.metric_mode == REFERENCE_CV else "present"
+            metrics, y_pred = reference_split_metrics(y_test, proba, classes, specificity=spec)
+        t_metrics = time.perf_counter() - t2
+        row = dict(key)
+        row.update(metrics)
+        row.update({
+            "probe": task.probe,
+            "n_train": int(len(train)),
+            "n_test": int(len(task.test)),
+            "n_classes_trained": int(len(classes)),
+            "classes_trained": classes,
+            "n_iter": n_iter,
+            "_time_fit": t_fit,
+            "_time_predict": t_pred,
+            "_time_metrics": t_metrics,
+        })
+        if task.keep_predictions:
+            row["_test"] = task.test
+            row["_pred"] = y_pred
+        out.append(row)
+    return out
+
+
+_ARRAYS: dict[str, np.ndarray] = {}
+
+
+def _load(path: str) -> np.ndarray:
+    arr = _ARRAYS.get(path)
+    if arr is None:
+        arr = np.load(path, mmap_mode="r")
+        _ARRAYS.clear()  # one run's data at a time
+        _ARRAYS[path] = arr
+    return arr
+
+
+def _run_from_files(x_path: str, y_path: str, task: Task) -> list[dict[str, Any]]:
+    with threadpool_limits(limits=1):
+        return run_task(task, _load(x_path), np.load(y_path))
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """``None`` or -1: every CPU this process may use; otherwise at least 1."""
+    if n_jobs is None or n_jobs == -1:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - not Linux
+            return max(1, effective_n_jobs(-1))
+    return max(1, effective_n_jobs(n_jobs))
+
+
+def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None = -1,
+            progress: bool = False, desc: str = "probes") -> list[list[dict[str, Any]]]:
+    """Run ``tasks`` and return their results in task order.
+
+    ``n_jobs`` worker processes (-1: all CPUs); 1 runs in this process. Each
+    task uses one BLAS thread. The largest tasks are started first.
+    """
+    if not tasks:
+        return []
+    n_jobs = min(resolve_n_jobs(n_jobs), len(tasks))
+    bar = _progress(len(tasks), desc, progress)
+    try:
+        if n_jobs == 1:
+            results = []
+            with threadpool_limits(limits=1):
+                for t in tasks:
+                    results.append(run_task(t, X, y))
+                    bar.update(1)
+            return results
+        order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
+        results: list[Any] = [None] * len(tasks)
+        with tempfile.TemporaryDirectory(prefix="palaeo-ssl-probes-") as tmp:
+            x_path = str(Path(tmp) / "X.npy")
+            y_path = str(Path(tmp) / "y.npy")
+            np.save(x_path, np.ascontiguousarray(X))
+            np.save(y_path, np.asarray(y))
+            gen = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=1,
+                           pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_path, y_path, tasks[i]) for i in order)
+            for i, res in zip(order, gen):
+                results[i] = res
+                bar.update(1)
+        return results
+    finally:
+        bar.close()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="fit", leave=False)
+
+
+def summed_times(results: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """Seconds spent per probe and stage, summed over tasks (CPU time of the workers, not wall time)."""
+    out: dict[str, float] = {}
+    for rows in results:
+        for r in rows:
+            p = r["probe"]
+            out[f"{p} fit"] = out.get(f"{p} fit", 0.0) + r["_time_fit"]
+            out[f"{p} predict"] = out.get(f"{p} predict", 0.0) + r["_time_predict"]
+            out["metrics"] = out.get("metrics", 0.0) + r["_time_metrics"]
+    return out

@@ -1,0 +1,270 @@
+"""Writes the tables (CSV, LaTeX) and figures of a probe run into a results folder.
+
+Files (``palaeo-ssl probe`` writes all of them):
+
+``classification_cv_results.csv`` / ``.tex``
+    one row per data fraction and classifier (columns as the reference's in
+    the paper protocol; plus intervals and class coverage in the standard one).
+``classification_cv_folds.csv``
+    one row per evaluated split and classifier (every metric, sizes, classes trained on).
+``few_shot_cv_results.csv`` / ``.tex``, ``few_shot_episodes.csv``
+    the same for few-shot episodes.
+``per_class_metrics.csv`` / ``.tex``, ``confusion_matrix.csv``
+    from the test folds of one full repeat at the largest fraction.
+``classification_paired_comparison.csv``, ``few_shot_paired_comparison.csv``
+    (standard protocol) differences between classifiers on identical splits.
+``skipped.csv``
+    what was skipped and why (folds lacking a class, excluded classes), when anything was.
+``accuracy_with_data``, ``few_shot_accuracy``, ``confusion_matrix`` (``.png``, ``.pdf``)
+    the figures.
+``probe_run.json``
+    settings, counts, timings and library versions of the run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .. import report
+from ..embeddings import atomic_write_text
+from .classifiers import DISPLAY_NAMES, check_protocol, parse_probes
+from .fewshot import FewShotResult, run_few_shot
+from .protocols import CVResult, confusion_table, run_cross_validation
+from .splits import FRACTIONS, SHOTS
+
+_HEADERS = {
+    "train_fraction": "Fraction",
+    "few_shot_values": "Shots",
+    "classifier": "Classifier",
+    "n_folds_used": "Folds",
+    "n_repeats_successful": "Episodes",
+    "top1_accuracy": "Top-1",
+    "top2_accuracy": "Top-2",
+    "top3_accuracy": "Top-3",
+    "balanced_accuracy": "Bal. acc.",
+    "f1_macro": "F1 macro",
+    "f1_weighted": "F1 weighted",
+    "precision_macro": "Precision",
+    "recall_macro": "Recall",
+    "specificity_macro": "Specificity",
+    "cohen_kappa": "Kappa",
+}
+_TEX_METRICS = ("top1_accuracy", "top2_accuracy", "top3_accuracy", "balanced_accuracy", "f1_macro", "f1_weighted",
+                "precision_macro", "recall_macro", "specificity_macro", "cohen_kappa")
+_ABBREV = {"Logistic Regression": "LR", "k-Nearest Neighbours": "kNN", "Nearest Centroid": "NC"}
+
+
+def fit_to_width(tex: str) -> str:
+    """Scale a table's tabular to the text width (adds graphicx to the ``% requires`` line)."""
+    lines = tex.splitlines()
+    if lines and lines[0].startswith("% requires:") and "graphicx" not in lines[0]:
+        lines[0] = lines[0] + ", graphicx"
+    out = []
+    for line in lines:
+        if line.startswith(r"\begin{tabular}"):
+            out.append(r"\resizebox{\linewidth}{!}{%")
+            out.append(line)
+        elif line.startswith(r"\end{tabular}"):
+            out.append(line + "%")
+            out.append("}")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _mean_std_columns(table: pd.DataFrame, few_shot: bool) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Shown mean columns, {mean: std} and headers, dropping metrics that are NaN throughout."""
+    shown, pm, headers = [], {}, {}
+    for m in _TEX_METRICS:
+        if few_shot and not m.startswith("top"):
+            mean, std = m, f"{m}_std"
+        else:
+            mean, std = f"mean_{m}", f"std_{m}"
+        if mean not in table or table[mean].isna().all():
+            continue
+        shown.append(mean)
+        pm[mean] = std
+        headers[mean] = _HEADERS[m]
+    return shown, pm, headers
+
+
+def classification_tex(table: pd.DataFrame, protocol: str) -> str:
+    """LaTeX of the cross-validation summary: mean ± std, best value bold within each fraction."""
+    df = table.copy()
+    df["train_fraction"] = df["train_fraction"].map(lambda f: f"{float(f):g}")
+    shown, pm, headers = _mean_std_columns(df, few_shot=False)
+    headers.update({k: _HEADERS[k] for k in ("train_fraction", "classifier", "n_folds_used")})
+    if protocol == "paper":
+        caption = ("Cross-validated classification (protocol of Rodgers 2025): mean and standard deviation over "
+                   "the folds of all repeats; best value per data fraction in bold.")
+    else:
+        caption = ("Cross-validated classification (repeated stratified K-fold, nested training subsets, fixed "
+                   "test folds): mean over splits and standard deviation over repeats; best value per data "
+                   "fraction in bold; 95% intervals in the CSV.")
+    tex = report.latex_table(df, columns=["train_fraction", "classifier", "n_folds_used", *shown], headers=headers,
+                             pm=pm, bold={c: "max" for c in shown}, group_by="train_fraction", digits=3,
+                             caption=caption, label="tab:classification_cv")
+    return fit_to_width(tex)
+
+
+def few_shot_tex(table: pd.DataFrame, protocol: str) -> str:
+    """LaTeX of the few-shot summary: mean ± std over episodes, best value bold within each k."""
+    shown, pm, headers = _mean_std_columns(table, few_shot=True)
+    headers.update({k: _HEADERS[k] for k in ("few_shot_values", "classifier", "n_repeats_successful")})
+    what = "all remaining images as query" if protocol == "paper" else "a balanced query per class"
+    caption = (f"Few-shot classification ({what}): mean and standard deviation over episodes; best value per "
+               "number of shots in bold.")
+    tex = report.latex_table(table, columns=["few_shot_values", "classifier", "n_repeats_successful", *shown],
+                             headers=headers, pm=pm, bold={c: "max" for c in shown}, group_by="few_shot_values",
+                             digits=3, caption=caption, label="tab:few_shot")
+    return fit_to_width(tex)
+
+
+def per_class_tex(per_class: pd.DataFrame) -> str:
+    """LaTeX of per-class precision, recall and F1 (one row per class, columns per classifier)."""
+    wide = None
+    cols, headers = [], {"class_name": "Class", "support": "n"}
+    for name, g in per_class.groupby("classifier", sort=False):
+        ab = _ABBREV.get(name, name)
+        part = g.set_index("class_name")[["precision", "recall", "f1"]]
+        part.columns = [f"{ab}_{c}" for c in part.columns]
+        for c, h in zip(part.columns, ("precision", "recall", "F1")):
+            headers[c] = f"{ab} {h}"
+        cols += list(part.columns)
+        wide = part if wide is None else wide.join(part)
+        support = g.set_index("class_name")["support"]
+    if wide is None:
+        return report.latex_table(pd.DataFrame({"class_name": []}), columns=["class_name"])
+    wide.insert(0, "support", support)
+    wide = wide.reset_index()
+    tex = report.latex_table(wide, columns=["class_name", "support", *cols], headers=headers, digits=3,
+                             caption="Per-class precision, recall and F1 (test folds of one full repeat).",
+                             label="tab:per_class")
+    return fit_to_width(tex)
+
+
+def _write_tex(path: Path, tex: str) -> Path:
+    atomic_write_text(path, tex)
+    return path
+
+
+def write_cv_outputs(result: CVResult, out: str | Path, literature_best: float | None = None) -> list[Path]:
+    """Write the cross-validation tables and figures of ``result`` into ``out``; returns the paths."""
+    from ..plots import save_figure
+    from ..plots import probes as probe_plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [report.write_csv(result.table, out / "classification_cv_results.csv"),
+               _write_tex(out / "classification_cv_results.tex", classification_tex(result.table, result.protocol)),
+               report.write_csv(result.folds, out / "classification_cv_folds.csv"),
+               report.write_csv(result.per_class, out / "per_class_metrics.csv"),
+               _write_tex(out / "per_class_metrics.tex", per_class_tex(result.per_class)),
+               report.write_csv(confusion_table(result.confusion, result.class_names), out / "confusion_matrix.csv")]
+    if result.paired is not None:
+        written.append(report.write_csv(result.paired, out / "classification_paired_comparison.csv"))
+    fig = probe_plots.accuracy_with_data(result.table, baseline=result.baseline, literature=literature_best)
+    written += save_figure(fig, out / "accuracy_with_data")
+    if result.confusion:
+        name = DISPLAY_NAMES["logreg"] if DISPLAY_NAMES["logreg"] in result.confusion else next(iter(result.confusion))
+        fig = probe_plots.confusion_matrix(result.confusion[name], result.class_names, title=name)
+        written += save_figure(fig, out / "confusion_matrix")
+    return written
+
+
+def write_few_shot_outputs(result: FewShotResult, out: str | Path, literature_best: float | None = None) -> list[Path]:
+    """Write the few-shot tables and figure of ``result`` into ``out``; returns the paths."""
+    from ..plots import save_figure
+    from ..plots import probes as probe_plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [report.write_csv(result.table, out / "few_shot_cv_results.csv"),
+               _write_tex(out / "few_shot_cv_results.tex", few_shot_tex(result.table, result.protocol)),
+               report.write_csv(result.episodes, out / "few_shot_episodes.csv")]
+    if result.paired is not None:
+        written.append(report.write_csv(result.paired, out / "few_shot_paired_comparison.csv"))
+    fig = probe_plots.few_shot_accuracy(result.table, baseline=result.baseline, literature=literature_best)
+    written += save_figure(fig, out / "few_shot_accuracy")
+    return written
+
+
+def _skipped_frame(cv: CVResult | None, fs: FewShotResult | None) -> pd.DataFrame:
+    frames = []
+    if cv is not None and len(cv.skipped):
+        frames.append(cv.skipped.assign(analysis="cross-validation"))
+    if fs is not None and len(fs.skipped):
+        frames.append(fs.skipped.assign(analysis="few-shot"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_probe_report(emb, out: str | Path, protocol: str = "paper", probes: str | Sequence[str] | None = None,
+                     seed: int = 0, literature_best: float | None = None, few_shot: bool = True,
+                     fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None, n_splits: int = 5,
+                     shots: Sequence[int] = SHOTS, episodes: int = 50, n_query: int = 15,
+                     n_jobs: int | None = -1, progress: bool = False) -> dict[str, Any]:
+    """Cross-validation and few-shot for ``emb`` with every table and figure written into ``out``.
+
+    Returns ``{"cv": CVResult, "few_shot": FewShotResult | None, "files": [paths],
+    "timings": {stage: seconds}}``. ``literature_best`` (a top-1 accuracy in
+    [0, 1]) is drawn as a line on the accuracy figures.
+    """
+    from ..embeddings import load_embeddings
+
+    check_protocol(protocol)
+    probes = parse_probes(probes, protocol)
+    emb = load_embeddings(emb)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    cv = run_cross_validation(emb, protocol=protocol, probes=probes, seed=seed, fractions=fractions,
+                              n_repeats=n_repeats, n_splits=n_splits, n_jobs=n_jobs, progress=progress)
+    timings["cross-validation"] = time.perf_counter() - t0
+    files = write_cv_outputs(cv, out, literature_best)
+    fs = None
+    if few_shot:
+        t1 = time.perf_counter()
+        fs = run_few_shot(emb, protocol=protocol, shots=shots, episodes=episodes, seed=seed, probes=probes,
+                          n_query=n_query, n_jobs=n_jobs, progress=progress)
+        timings["few-shot"] = time.perf_counter() - t1
+        files += write_few_shot_outputs(fs, out, literature_best)
+    skipped = _skipped_frame(cv, fs)
+    if len(skipped):
+        files.append(report.write_csv(skipped, out / "skipped.csv"))
+    timings["total"] = time.perf_counter() - t0
+    lr = cv.folds[cv.folds["classifier"] == DISPLAY_NAMES["logreg"]]
+    info = {
+        "command": report.command_line(),
+        "created": report.now_iso(),
+        "protocol": protocol,
+        "probes": list(probes),
+        "seed": seed,
+        "n_labelled_images": int((emb.labels >= 0).sum()),
+        "n_classes": len(cv.class_names),
+        "class_names": cv.class_names,
+        "majority_baseline": cv.baseline,
+        "literature_best": literature_best,
+        "fractions": list(fractions),
+        "n_splits": n_splits,
+        "n_repeats": n_repeats or (10 if protocol == "paper" else 5),
+        "few_shot": {"shots": list(shots), "episodes": episodes, "n_query": n_query} if few_shot else None,
+        "n_folds_skipped": int(cv.skipped["fold"].notna().sum()) if len(cv.skipped) else 0,
+        "logreg_fits_at_max_iter": int((lr["n_iter"] >= 1000).sum()) if len(lr) else 0,
+        "logreg_fits": int(len(lr)),
+        "embeddings": {k: emb.meta.get(k) for k in ("store_path", "model_id", "pooling", "dtype", "image_size")
+                       if k in emb.meta},
+        "timings_s": {**timings, **{f"cv {k}": v for k, v in cv.timings.items()},
+                      **({f"few-shot {k}": v for k, v in fs.timings.items()} if fs else {})},
+        "versions": report.library_versions(),
+    }
+    files.append(report.write_json(out / "probe_run.json", info))
+    return {"cv": cv, "few_shot": fs, "files": files, "timings": timings, "info": info}
+
+
+__all__ = ["run_probe_report", "write_cv_outputs", "write_few_shot_outputs", "classification_tex", "few_shot_tex",
+           "per_class_tex"]
