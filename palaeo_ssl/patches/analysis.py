@@ -19,6 +19,19 @@ log = logging.getLogger(__name__)
 PERCENTILES = (1.0, 99.0)
 
 
+def _pca(x: np.ndarray, n_components: int) -> PCA:
+    """Exact, deterministic PCA of (N, D) ``x`` (no randomised solver, so no seed is needed).
+
+    BLAS is held to one thread: these matrices are small (about 10^3 x 10^3), and
+    multi-threaded OpenBLAS on a busy CPU was measured 15-50x slower here.
+    """
+    from threadpoolctl import threadpool_limits
+
+    solver = "covariance_eigh" if x.shape[0] >= x.shape[1] else "full"
+    with threadpool_limits(limits=1, user_api="blas"):
+        return PCA(n_components=n_components, svd_solver=solver).fit(x)
+
+
 # ---------------------------------------------------------------------- foreground
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of 1-D ``values``: the cut that maximises the between-class variance.
@@ -94,7 +107,7 @@ def foreground(patches: np.ndarray, threshold: float | str = "otsu", orientation
         log.warning("all patches are identical: the whole image is taken as foreground")
         ones = np.ones((h, w), dtype=bool)
         return Foreground(np.ones((h, w), np.float32), ones, 0.0, "constant", False, 0.0)
-    pca = PCA(n_components=1, svd_solver="full").fit(flat)
+    pca = _pca(flat, 1)
     pc1 = pca.transform(flat)[:, 0].reshape(h, w)
 
     if orientation == "keep":
@@ -167,7 +180,7 @@ def fit_colour_basis(features: np.ndarray | list[np.ndarray], percentiles: tuple
     x = np.asarray(features, dtype=np.float32)
     if x.shape[0] < 3:
         raise ValueError(f"need at least 3 patches to fit 3 colour components; got {x.shape[0]}")
-    pca = PCA(n_components=3, svd_solver="full").fit(x)
+    pca = _pca(x, 3)
     z = pca.transform(x)
     low, high = np.percentile(z, percentiles, axis=0)
     return ColourBasis(pca, low.astype(np.float64), high.astype(np.float64), tuple(percentiles), int(x.shape[0]))

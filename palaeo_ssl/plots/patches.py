@@ -54,10 +54,15 @@ def _panel_size(image_size: tuple[int, int], area: float = 10.0) -> tuple[float,
     return pw, ph
 
 
-def _axes(n: int, image_size: tuple[int, int], ncols: int | None = None, extra_w: float = 0.9):
+def _axes(n: int, image_size: tuple[int, int], ncols: int | None = None, extra_w: float = 0.9,
+          max_width: float = 15.0):
+    """``n`` panels of one image in a grid of ``ncols`` columns, the figure at most ``max_width`` inches wide."""
     ncols = ncols or n
     nrows = math.ceil(n / ncols)
     pw, ph = _panel_size(image_size)
+    if ncols * (pw + extra_w) > max_width:
+        s = (max_width / ncols - extra_w) / pw
+        pw, ph = pw * s, ph * s
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (pw + extra_w), nrows * (ph + 0.5)),
                              squeeze=False, layout="constrained")
     for ax in axes.ravel()[n:]:
@@ -103,7 +108,7 @@ def _grid_image(ax, view: SpecimenView, grid: np.ndarray, **kwargs):
     return ax.imshow(grid, extent=(0, w, h, 0), interpolation="nearest", **kwargs)
 
 
-def _contour(ax, view: SpecimenView, mask: np.ndarray, color="white"):
+def _contour(ax, view: SpecimenView, mask: np.ndarray, color="cyan"):
     """Outline of a patch mask, drawn along patch edges."""
     w, h = view.image_size
     gh, gw = mask.shape
