@@ -297,6 +297,11 @@ def test_bare_pictures_are_capped_but_keep_the_aspect_ratio(backbone):
     assert v.mask_picture(200).shape == (50, 200)
 
 
+def test_a_grid_too_small_to_analyse_is_a_user_error(backbone):
+    with pytest.raises(UserError, match="use a larger --size"):
+        P.view_specimen(backbone, Image.new("RGB", (100, 40)), size=16)
+
+
 def test_unreadable_image_is_a_user_error(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image at all")

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     basis = None
     if args.basis:
         views = [view] + [others[p] for p in dict.fromkeys(args.basis) if p != args.image]
-        fitted, colours = shared_basis(views)
+        _, colours = shared_basis(views)
         basis = (views, colours)
     corr = other = None
     if args.point is not None or args.compare:
