@@ -102,3 +102,23 @@ def make_class_folder_dataset(root: str | os.PathLike, n_classes: int = 3, per_c
             write_synthetic_image(root / f"class_{c}" / f"img_{j:03d}.png", size=size, seed=seed * 10007 + c * 101 + j)
     return root
 from .synthetic import make_example_dataset  # noqa: F401
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m palaeo_ssl.testing tiny-model DIR``: write a tiny random DINOv3 checkpoint for smoke tests."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m palaeo_ssl.testing",
+                                 description="Write test fixtures. Random-weight models are for testing code "
+                                             "paths only: their features say nothing about fossils.")
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("tiny-model", help="a tiny random DINOv3 checkpoint (loads like a real one, offline)")
+    t.add_argument("folder")
+    t.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    print(make_tiny_dinov3(args.folder, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())
