@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .synthetic import make_example_dataset  # noqa: F401  (re-exported: the example dataset's generator)
+
 TINY_CONFIG: dict[str, Any] = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -101,7 +103,6 @@ def make_class_folder_dataset(root: str | os.PathLike, n_classes: int = 3, per_c
         for j in range(per_class):
             write_synthetic_image(root / f"class_{c}" / f"img_{j:03d}.png", size=size, seed=seed * 10007 + c * 101 + j)
     return root
-from .synthetic import make_example_dataset  # noqa: F401
 
 
 def _main(argv: list[str] | None = None) -> int:
