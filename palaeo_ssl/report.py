@@ -210,20 +210,25 @@ def compile_tex(tex_path: str | Path, timeout: float = 120) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------------- manifests
+_DISTRIBUTIONS = {"palaeo_ssl": "palaeo-ssl", "sklearn": "scikit-learn", "umap": "umap-learn", "PIL": "pillow"}
+
+
 def library_versions(names: Iterable[str] = (
     "palaeo_ssl", "torch", "torchvision", "transformers", "huggingface_hub", "numpy", "scipy",
     "sklearn", "umap", "pandas", "matplotlib", "PIL",
 )) -> dict[str, str]:
-    """Versions of the libraries that shape the numbers (missing ones are skipped)."""
-    import importlib
+    """Versions of the libraries that shape the numbers, read from package metadata (nothing is imported).
+
+    Missing libraries are left out.
+    """
+    from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
     for name in names:
         try:
-            mod = importlib.import_module(name)
-        except Exception:  # pragma: no cover - optional libraries
+            out[name] = version(_DISTRIBUTIONS.get(name, name))
+        except PackageNotFoundError:
             continue
-        out[name] = str(getattr(mod, "__version__", "unknown"))
     return out
 
 
