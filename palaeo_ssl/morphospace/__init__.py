@@ -1,0 +1,45 @@
+"""The morphospace without labels: projections, clustering, disparity, outliers, suspect labels, retrieval.
+
+Submodules, one concern each (all functions take arrays and a ``seed`` and
+return arrays or DataFrames):
+
+* :mod:`.projections` - PCA, UMAP, t-SNE and the clustering spaces, cached per folder;
+* :mod:`.clustering` - the reference's clusterings and the standard additions, with metrics and stability;
+* :mod:`.disparity` - O(N·D) disparity, bootstrap intervals, rarefaction, permutation test, distance histogram;
+* :mod:`.outliers` - outlier scores, suspect labels and nearest-neighbour retrieval;
+* :mod:`.run` - the whole analysis written into a folder (``palaeo-ssl morphospace``).
+"""
+
+from __future__ import annotations
+
+from .clustering import ClusteringResult, cluster_morphospace, clustering_scores, stability
+from .disparity import (
+    bootstrap_disparity,
+    disparity_per_class,
+    disparity_summary,
+    disparity_table,
+    distance_histogram,
+    effective_rank,
+    mean_pairwise_distance,
+    permutation_test,
+    rarefaction,
+)
+from .outliers import (
+    local_outlier_factor,
+    nearest_neighbours,
+    neighbour_label_scores,
+    neighbourhood_table,
+    similar_table,
+    suspect_labels,
+)
+from .projections import compute_projections, knn_graph, pca_projection, tsne_projection, umap_projection
+from .run import explorer_inputs, find_similar, groups_from_classes, groups_from_column, run_morphospace, run_morphospace_report
+
+__all__ = [
+    "ClusteringResult", "bootstrap_disparity", "cluster_morphospace", "clustering_scores", "compute_projections",
+    "disparity_per_class", "disparity_summary", "disparity_table", "distance_histogram", "effective_rank",
+    "explorer_inputs", "find_similar", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
+    "mean_pairwise_distance", "nearest_neighbours", "neighbour_label_scores", "neighbourhood_table",
+    "pca_projection", "permutation_test", "rarefaction", "run_morphospace", "run_morphospace_report",
+    "similar_table", "stability", "suspect_labels", "tsne_projection", "umap_projection",
+]

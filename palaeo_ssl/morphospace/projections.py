@@ -1,0 +1,380 @@
+"""Projections of L2-normalised embeddings, computed once per output folder.
+
+* ``pca``: the first 2 principal components (and the share of variance they explain);
+* ``umap``: 2-D UMAP, cosine, 30 neighbours, min_dist 0.1;
+* ``tsne``: 2-D t-SNE, cosine, perplexity 20 (on a seeded subsample above
+  :data:`TSNE_MAX_POINTS` images, see :func:`tsne_projection`);
+* the two clustering spaces of the reference: ``PCA`` (the components that
+  explain 95% of the variance, at most 50) and ``Exploratory UMAP`` (15-D,
+  30 neighbours, min_dist 0, cosine).
+
+Both UMAPs share one cosine k-nearest-neighbour graph (:func:`knn_graph`),
+which the outlier and suspect-label scores reuse. Everything is cached in
+``projections.npz`` in the output folder, keyed by a hash of the features,
+the settings, the seed and the library versions, so a later step (or a re-run)
+reuses it instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .disparity import unit_rows
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "projections.npz"
+UMAP_2D = dict(n_components=2, n_neighbors=30, min_dist=0.1, metric="cosine")
+UMAP_CLUSTER = dict(n_components=15, n_neighbors=30, min_dist=0.0, metric="cosine")
+TSNE_SETTINGS = dict(n_components=2, perplexity=20.0, metric="cosine")
+PCA_VARIANCE = 0.95
+PCA_MAX_COMPONENTS = 50
+#: exact brute-force neighbours up to this many images, NN-descent (pynndescent) above
+EXACT_KNN_MAX = 20000
+#: t-SNE runs on a seeded subsample of this many images on larger sets (sklearn's
+#: Barnes-Hut t-SNE needs ~1 s per iteration at 60,000 points on 2 cores)
+TSNE_MAX_POINTS = 20000
+#: neighbours kept in the cached graph (self + 30)
+KNN_K = 30
+
+
+# ---------------------------------------------------------------------- cache
+def features_digest(features: np.ndarray) -> str:
+    """SHA-256 of the shape, dtype and bytes of ``features`` (hex, 16 chars)."""
+    x = np.ascontiguousarray(features)
+    h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
+    flat = x.reshape(-1).view(np.uint8)
+    step = 64 << 20
+    for start in range(0, flat.size, step):
+        h.update(flat[start:start + step])
+    return h.hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+
+    out = {"numpy": np.__version__, "sklearn": sklearn.__version__}
+    try:
+        import umap
+
+        out["umap"] = umap.__version__
+    except Exception:  # pragma: no cover - umap is a dependency
+        pass
+    return out
+
+
+def cache_key(digest: str, name: str, settings: Mapping[str, Any], seed: int | None) -> str:
+    """Key of one cached projection: features digest + name + settings + seed + library versions."""
+    blob = json.dumps({"features": digest, "name": name, "settings": dict(settings), "seed": seed, "versions": _versions()},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class ProjectionCache:
+    """Arrays cached in ``folder/projections.npz`` (no caching when ``folder`` is None).
+
+    Each entry ``name`` holds arrays ``name:<array>`` and its key ``name:__key__``;
+    an entry is reused only when its key matches. The file is rewritten
+    atomically after each new entry, so an interrupted run keeps what it finished.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.path = Path(folder) / CACHE_FILE if folder is not None else None
+        self._data: dict[str, np.ndarray] = {}
+        if self.path is not None and self.path.is_file():
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    self._data = {k: z[k] for k in z.files}
+            except Exception as exc:  # damaged cache: recompute
+                log.warning("ignoring damaged projection cache %s (%s)", self.path, exc)
+                self._data = {}
+
+    def get(self, name: str, key: str) -> dict[str, np.ndarray] | None:
+        stored = self._data.get(f"{name}:__key__")
+        if stored is None or str(stored) != key:
+            return None
+        prefix = f"{name}:"
+        return {k[len(prefix):]: v for k, v in self._data.items() if k.startswith(prefix) and not k.endswith("__key__")}
+
+    def put(self, name: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+        prefix = f"{name}:"
+        self._data = {k: v for k, v in self._data.items() if not k.startswith(prefix)}
+        for k, v in arrays.items():
+            self._data[prefix + k] = np.asarray(v)
+        self._data[prefix + "__key__"] = np.asarray(key)
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **self._data)
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def cached(self, name: str, key: str, compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The cached arrays of ``name`` if the key matches, else ``compute()`` (then cached)."""
+        hit = self.get(name, key)
+        if hit is not None:
+            log.debug("projection cache hit: %s", name)
+            return hit
+        arrays = {k: np.asarray(v) for k, v in compute().items()}
+        self.put(name, key, arrays)
+        return arrays
+
+
+# ---------------------------------------------------------------------- neighbours
+def knn_graph(features: np.ndarray, k: int = KNN_K, *, seed: int = 0, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine k-nearest-neighbour graph of the rows of ``features`` (N, D).
+
+    Returns ``(indices, distances)``, both (N, k + 1): column 0 is the image
+    itself (distance 0), then its k nearest other images by cosine distance
+    (``1 - cos``), nearest first; ties are broken by row index. Exact
+    (blocked matrix products) when ``exact`` or N <= :data:`EXACT_KNN_MAX`,
+    else NN-descent (pynndescent, seeded; ~98% recall on 60,000 x 1,024).
+    ``k`` is capped at N - 1.
+    """
+    x = unit_rows(features)
+    n = x.shape[0]
+    k = int(min(k, n - 1))
+    if k < 1:
+        raise ValueError("a neighbour graph needs at least 2 images")
+    if exact is None:
+        exact = n <= EXACT_KNN_MAX
+    if exact:
+        return _knn_exact(x, k)
+    return _knn_nndescent(x, k, seed)
+
+
+def _knn_exact(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    n = x.shape[0]
+    idx = np.empty((n, k + 1), dtype=np.int64)
+    dist = np.empty((n, k + 1), dtype=np.float32)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        sims = x[start:stop] @ x.T
+        rows = np.arange(stop - start)
+        sims[rows, np.arange(start, stop)] = np.inf  # self first
+        part = np.argpartition(-sims, k, axis=1)[:, : k + 1]
+        psims = np.take_along_axis(sims, part, axis=1)
+        order = np.lexsort((part, -psims), axis=1)
+        idx[start:stop] = np.take_along_axis(part, order, axis=1)
+        d = 1.0 - np.take_along_axis(psims, order, axis=1)
+        d[:, 0] = 0.0
+        dist[start:stop] = np.maximum(d, 0.0)
+    return idx, dist
+
+
+def _knn_nndescent(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from pynndescent import NNDescent
+
+    index = NNDescent(x, metric="cosine", n_neighbors=k + 1, random_state=seed, n_jobs=1, low_memory=True, verbose=False)
+    ind, dist = index.neighbor_graph
+    ind = np.asarray(ind, dtype=np.int64)
+    dist = np.asarray(dist, dtype=np.float32)
+    n = x.shape[0]
+    out_i = np.empty((n, k + 1), dtype=np.int64)
+    out_d = np.empty((n, k + 1), dtype=np.float32)
+    redo = []
+    for i in range(n):  # make sure the image itself is column 0 (duplicates can displace it)
+        row, drow = ind[i], dist[i]
+        keep = (row != i) & (row >= 0)
+        others, dothers = row[keep][:k], drow[keep][:k]
+        if others.size < k:  # NN-descent left this row incomplete
+            redo.append(i)
+            continue
+        out_i[i, 0], out_d[i, 0] = i, 0.0
+        out_i[i, 1:], out_d[i, 1:] = others, np.maximum(dothers, 0.0)
+    if redo:  # exact search for the few incomplete rows
+        redo_idx = np.asarray(redo)
+        sims = x[redo_idx] @ x.T
+        sims[np.arange(redo_idx.size), redo_idx] = np.inf
+        order = np.lexsort((np.broadcast_to(np.arange(n), sims.shape), -sims), axis=1)[:, : k + 1]
+        out_i[redo_idx] = order
+        d = 1.0 - np.take_along_axis(sims, order, axis=1)
+        d[:, 0] = 0.0
+        out_d[redo_idx] = np.maximum(d, 0.0)
+    return out_i, out_d
+
+
+# ---------------------------------------------------------------------- projections
+def pca_projection(features: np.ndarray, n_components: int = PCA_MAX_COMPONENTS, seed: int = 0) -> dict[str, np.ndarray]:
+    """PCA of the L2-normalised rows.
+
+    Returns ``scores`` (N, c) float32 with c = min(n_components, N, D) and
+    ``explained_variance_ratio`` (c,), each component's share of the total variance.
+    """
+    from sklearn.decomposition import PCA
+
+    x = unit_rows(features)
+    n, d = x.shape
+    c = int(min(n_components, n, d))
+    solver = "covariance_eigh" if n >= d else "full"
+    pca = PCA(n_components=c, svd_solver=solver, random_state=seed)
+    scores = pca.fit_transform(x).astype(np.float32)
+    return {"scores": scores, "explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float64)}
+
+
+def n_components_for(explained_variance_ratio: np.ndarray, variance: float = PCA_VARIANCE, cap: int = PCA_MAX_COMPONENTS) -> int:
+    """Smallest number of leading components whose cumulative share reaches ``variance``, capped."""
+    cum = np.cumsum(np.asarray(explained_variance_ratio))
+    hit = int(np.searchsorted(cum, variance - 1e-12) + 1)
+    return int(max(1, min(hit, cap, len(cum))))
+
+
+def umap_projection(
+    features: np.ndarray,
+    *,
+    n_components: int = 2,
+    n_neighbors: int = 30,
+    min_dist: float = 0.1,
+    seed: int = 0,
+    knn: tuple[np.ndarray, np.ndarray] | None = None,
+    n_epochs: int | None = None,
+) -> np.ndarray:
+    """UMAP (cosine) of the L2-normalised rows; (N, n_components) float32.
+
+    ``knn`` is a graph from :func:`knn_graph` (self in column 0); it is computed
+    when not given. ``n_neighbors`` is capped at N - 1. Seeded (single-threaded).
+    """
+    import umap
+
+    x = unit_rows(features)
+    n = x.shape[0]
+    nn = int(min(n_neighbors, n - 1))
+    if knn is None or knn[0].shape[1] < nn:
+        knn = knn_graph(x, nn, seed=seed)
+    ind, dist = knn[0][:, :nn], knn[1][:, :nn]
+    reducer = umap.UMAP(
+        n_components=n_components, n_neighbors=nn, min_dist=min_dist, metric="cosine",
+        random_state=seed, n_epochs=n_epochs, init="spectral" if n > n_components + 1 else "random",
+        precomputed_knn=(ind, dist, None),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+        warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        emb = reducer.fit_transform(x)
+    return np.asarray(emb, dtype=np.float32)
+
+
+def tsne_projection(
+    features: np.ndarray,
+    *,
+    perplexity: float = 20.0,
+    seed: int = 0,
+    max_points: int | None = TSNE_MAX_POINTS,
+    n_jobs: int | None = None,
+) -> dict[str, np.ndarray]:
+    """t-SNE (cosine, Barnes-Hut, PCA initialisation) of the L2-normalised rows.
+
+    Above ``max_points`` images, t-SNE runs on a seeded random subsample of
+    ``max_points`` images (sklearn's Barnes-Hut t-SNE is too slow for 60,000
+    points in minutes); the others get NaN coordinates. Returns ``coords``
+    (N, 2) float32 and ``index`` (the rows embedded). Perplexity is capped at
+    (n - 1) / 3.
+    """
+    from sklearn.manifold import TSNE
+
+    x = unit_rows(features)
+    n = x.shape[0]
+    rng = np.random.default_rng(seed)
+    if max_points is not None and n > max_points:
+        index = np.sort(rng.choice(n, size=max_points, replace=False))
+    else:
+        index = np.arange(n)
+    sub = x[index]
+    perp = float(min(perplexity, max(1.0, (sub.shape[0] - 1) / 3.0)))
+    tsne = TSNE(n_components=2, perplexity=perp, metric="cosine", init="pca", random_state=seed,
+                n_jobs=n_jobs, method="barnes_hut")
+    coords = np.full((n, 2), np.nan, dtype=np.float32)
+    coords[index] = tsne.fit_transform(sub).astype(np.float32)
+    return {"coords": coords, "index": index.astype(np.int64), "perplexity": np.asarray(perp)}
+
+
+# ---------------------------------------------------------------------- all at once
+def compute_projections(
+    features: np.ndarray,
+    out: str | os.PathLike | None = None,
+    seed: int = 0,
+    *,
+    which: tuple[str, ...] = ("pca", "umap", "tsne", "umap15"),
+    tsne_max_points: int | None = TSNE_MAX_POINTS,
+    knn_exact: bool | None = None,
+    timings: dict[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every projection of the L2-normalised ``features`` (N, D), cached in ``out/projections.npz``.
+
+    Returns a dict of arrays:
+
+    ``pca`` (N, 2), ``pca_explained_variance_ratio`` (2,); ``pca_scores`` (N, c) and
+    ``pca_variance_ratio`` (c,) with c <= 50 (the first components, for the PCA
+    clustering space: use the first :func:`n_components_for` of them);
+    ``knn_indices`` / ``knn_distances`` (N, 31) (self first, cosine distance);
+    ``umap`` (N, 2); ``umap15`` (N, 15) (the "Exploratory UMAP" clustering space);
+    ``tsne`` (N, 2) with NaN rows for images outside ``tsne_index`` (t-SNE subsample).
+
+    ``which`` picks among ``pca``, ``umap``, ``umap15``, ``tsne``. Seeded:
+    the same features, settings and seed give identical arrays, read back from
+    the cache when ``out`` was used before. ``timings`` (if given) receives the
+    seconds each stage took (0 for a cache hit is not recorded).
+    """
+    import time
+
+    x = unit_rows(features)
+    n = x.shape[0]
+    digest = features_digest(x)
+    cache = ProjectionCache(out)
+    res: dict[str, np.ndarray] = {}
+    times = timings if timings is not None else {}
+
+    def run(name: str, settings: Mapping[str, Any], sd: int | None, fn: Callable[[], Mapping[str, np.ndarray]]):
+        key = cache_key(digest, name, settings, sd)
+        t0 = time.perf_counter()
+        hit = cache.get(name, key)
+        if hit is None:
+            log.debug("computing %s (%d images)", name, n)
+            hit = cache.cached(name, key, fn)
+            times[name] = time.perf_counter() - t0
+        return hit
+
+    pca = run("pca", {"max_components": PCA_MAX_COMPONENTS}, None, lambda: pca_projection(x, seed=seed))
+    res["pca_scores"] = pca["scores"]
+    res["pca_variance_ratio"] = pca["explained_variance_ratio"]
+    res["pca"] = pca["scores"][:, :2]
+    res["pca_explained_variance_ratio"] = pca["explained_variance_ratio"][:2]
+
+    if any(w in which for w in ("umap", "umap15")) and n >= 3:
+        exact = knn_exact if knn_exact is not None else n <= EXACT_KNN_MAX
+        knn = run("knn", {"k": KNN_K, "exact": exact}, None if exact else seed,
+                  lambda: dict(zip(("indices", "distances"), knn_graph(x, KNN_K, seed=seed, exact=exact))))
+        res["knn_indices"], res["knn_distances"] = knn["indices"], knn["distances"]
+        graph = (knn["indices"], knn["distances"])
+        if "umap" in which:
+            res["umap"] = run("umap", UMAP_2D, seed, lambda: {"coords": umap_projection(
+                x, n_components=2, n_neighbors=UMAP_2D["n_neighbors"], min_dist=UMAP_2D["min_dist"], seed=seed, knn=graph)})["coords"]
+        if "umap15" in which:
+            nc = int(min(UMAP_CLUSTER["n_components"], max(2, n - 2)))
+            res["umap15"] = run("umap15", {**UMAP_CLUSTER, "n_components": nc}, seed, lambda: {"coords": umap_projection(
+                x, n_components=nc, n_neighbors=UMAP_CLUSTER["n_neighbors"], min_dist=UMAP_CLUSTER["min_dist"], seed=seed, knn=graph)})["coords"]
+    if "tsne" in which and n >= 5:
+        t = run("tsne", {**TSNE_SETTINGS, "max_points": tsne_max_points}, seed,
+                lambda: tsne_projection(x, perplexity=TSNE_SETTINGS["perplexity"], seed=seed, max_points=tsne_max_points))
+        res["tsne"], res["tsne_index"] = t["coords"], t["index"]
+        res["tsne_perplexity"] = t["perplexity"]
+    return res
