@@ -1,0 +1,232 @@
+"""The morphospace and similar commands end to end: every file written is read back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from palaeo_ssl import Embeddings
+from palaeo_ssl.cli import main
+from palaeo_ssl.morphospace import explorer_inputs, groups_from_column, run_morphospace
+from palaeo_ssl.report import compile_tex
+from palaeo_ssl.testing import write_synthetic_image
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "rodgers2025"
+N_PER, CLASSES, DIM = 40, ["alpha", "beta", "gamma_1", "delta"], 24
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A labelled store of 160 synthetic feature vectors whose images exist (small PNGs)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((len(CLASSES), DIM)) * 3
+    feats, labels, paths = [], [], []
+    for c, name in enumerate(CLASSES):
+        for j in range(N_PER):
+            feats.append(centres[c] + rng.standard_normal(DIM))
+            labels.append(c)
+            paths.append(f"{name}/img_{j:03d}.png")
+    labels = np.array(labels)
+    labels[[3, 50, 90]] = [1, 2, 3]  # three wrong labels
+    for p in paths[::7]:  # some images exist, the others are drawn as unreadable tiles
+        write_synthetic_image(root / p, size=(40, 30), seed=len(p))
+    emb = Embeddings(np.array(feats, np.float32), paths, labels, CLASSES,
+                     meta={"data_root": str(root), "dataset": "toy set"})
+    return emb.save(tmp_path_factory.mktemp("store") / "store")
+
+
+@pytest.fixture(scope="module")
+def standard_run(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("morph") / "standard"
+    code = main(["morphospace", str(store), "--out", str(out), "--no-progress", "--bootstrap", "40",
+                 "--bootstrap-std", "5", "--compare-classes", "alpha", "--vs", "beta,delta", "--permutations", "99"])
+    assert code == 0
+    return out
+
+
+def test_standard_run_writes_and_reads_back_everything(standard_run, store):
+    out = standard_run
+    for stem in ("pca", "umap", "tsne", "dist_hist", "rarefaction", "outliers", "suspect_labels", "silhouette_k",
+                 "umap_clusters_kmeans_known_k", "umap_clusters_kmeans_unknown_k", "umap_clusters_bayesian_gmm",
+                 "umap_clusters_hdbscan", "umap_clusters_hdbscan_standard", "umap_clusters_ward_known_k"):
+        for ext in ("png", "pdf"):
+            f = out / f"{stem}.{ext}"
+            assert f.is_file() and f.stat().st_size > 1000, f
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+
+    clus = pd.read_csv(out / "clustering_metrics.csv")
+    assert len(clus) == 12 and set(clus["Pipeline"]) == {"PCA", "Exploratory UMAP"}
+    assert clus["Stability (ARI)"].between(-1, 1).all()
+    assert clus[["ARI", "AMI", "NMI", "V-measure", "Purity"]].apply(lambda c: c.between(-1, 1)).all().all()
+    assert (clus["Noise Fraction"].between(0, 1)).all()
+
+    morph = pd.read_csv(out / "morphology_report.csv")
+    assert len(morph) == 1 and morph.loc[0, "n_samples"] == 160 and morph.loc[0, "Dataset"] == "toy set"
+    assert morph.loc[0, "mean_pairwise_distance_ci_low"] < morph.loc[0, "mean_pairwise_distance"] \
+        < morph.loc[0, "mean_pairwise_distance_ci_high"]
+
+    per = pd.read_csv(out / "disparity_per_class.csv")
+    assert list(per["class"]) == CLASSES and per["n_samples"].sum() == 160
+    assert per["rarefied_n"].nunique() == 1 and per["rarefied_effective_rank"].notna().all()
+
+    rare = pd.read_csv(out / "rarefaction.csv")
+    assert set(rare["group"]) == {"all images", *CLASSES}
+    assert set(rare["metric"]) == {"mean_pairwise_distance", "effective_rank"}
+
+    hist = pd.read_csv(out / "distance_histogram.csv")
+    assert hist["all"].sum() == 160 * 159 // 2
+
+    outl = pd.read_csv(out / "outliers.csv", keep_default_na=False)
+    index = pd.read_csv(store / "index.csv", keep_default_na=False)
+    assert len(outl) == 160 and sorted(outl["path"]) == sorted(index["path"])
+    assert list(outl["outlier_rank"]) == list(range(1, 161))
+
+    sus = pd.read_csv(out / "suspect_labels.csv", keep_default_na=False)
+    assert {"alpha/img_003.png", "beta/img_010.png", "gamma_1/img_010.png"} <= set(sus["path"])
+    assert set(sus["path"]) <= set(index["path"])
+
+    labels = pd.read_csv(out / "cluster_labels.csv")
+    assert len(labels) == 160 and "Exploratory UMAP / HDBSCAN (standard)" in labels
+
+    test = pd.read_csv(out / "disparity_test.csv")
+    assert test.loc[0, "group_a"] == "alpha" and test.loc[0, "group_b"] == "beta+delta"
+    assert 0 < test.loc[0, "p_value"] <= 1 and test.loc[0, "n_a"] == 39  # one alpha image is labelled beta
+
+    info = json.loads((out / "morphospace.json").read_text())
+    assert info["n_images"] == 160 and info["protocol"] == "standard" and info["timings_s"]["total"] > 0
+    with np.load(out / "projections.npz") as z:
+        assert z["umap:coords"].shape == (160, 2)
+
+    for tex in ("clustering_metrics.tex", "morphology_report.tex"):
+        text = (out / tex).read_text()
+        assert text.startswith("% requires: booktabs") and "\\begin{tabular}" in text
+
+
+def test_tex_compiles(standard_run):
+    for tex in ("clustering_metrics.tex", "morphology_report.tex"):
+        try:
+            ok, log = compile_tex(standard_run / tex)
+        except FileNotFoundError:
+            pytest.skip("pdflatex is not installed")
+        assert ok, log
+
+
+def test_columns_match_the_reference(standard_run):
+    clus = pd.read_csv(standard_run / "clustering_metrics.csv")
+    morph = pd.read_csv(standard_run / "morphology_report.csv")
+    ref_clus = ["Pipeline", "Algorithm", "n_clusters", "ARI", "AMI", "Purity", "Silhouette", "DaviesBouldin",
+                "Noise Fraction", "Components Used"]
+    ref_morph = ["Dataset", "n_samples", "n_features", "n_pca_used", "metric", "mean_pairwise_distance",
+                 "std_pairwise_distance", "mean_centroid_distance", "std_centroid_distance", "variance_sum",
+                 "effective_rank"]
+    assert list(clus.columns[:10]) == ref_clus and list(morph.columns[:11]) == ref_morph
+    if REFERENCE.is_dir():  # the published tables, when present, have exactly these headers
+        for ds in sorted(REFERENCE.iterdir()):
+            assert list(pd.read_csv(ds / "clustering_metrics.csv").columns) == ref_clus
+            assert list(pd.read_csv(ds / "morphology_report.csv").columns) == ref_morph
+            assert set(pd.read_csv(ds / "clustering_metrics.csv")["Algorithm"]) <= set(clus["Algorithm"])
+
+
+def test_summary_and_paper_protocol_reuse_the_projections(standard_run, store, tmp_path, capsys):
+    out = tmp_path / "paper"
+    out.mkdir()
+    shutil.copy(standard_run / "projections.npz", out / "projections.npz")
+    code = main(["morphospace", str(store), "--out", str(out), "--protocol", "paper", "--no-progress",
+                 "--no-figures", "--bootstrap", "20", "--bootstrap-std", "3"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "160 images" in text and "best ARI" in text and "suspect_labels.csv" in text
+    info = json.loads((out / "morphospace.json").read_text())
+    assert not [k for k in info["timings_s"] if k.startswith("projection: ")]  # all from the cache
+    clus = pd.read_csv(out / "clustering_metrics.csv")
+    assert list(clus["Algorithm"].unique()) == ["KMeans (Known K)", "KMeans (Unknown K)", "Bayesian GMM", "HDBSCAN"]
+    assert "Stability (ARI)" not in clus
+    std = pd.read_csv(standard_run / "clustering_metrics.csv")
+    merged = clus.merge(std, on=["Pipeline", "Algorithm"], suffixes=("", "_std"))
+    np.testing.assert_allclose(merged["ARI"], merged["ARI_std"])  # same seed, same clusters
+    assert not list(out.glob("*.png"))
+
+
+def test_unlabelled_store(store, tmp_path):
+    from palaeo_ssl import load_embeddings
+
+    emb = load_embeddings(store)
+    emb = Embeddings(emb.features, emb.paths, np.full(len(emb), -1), [], meta=emb.meta)
+    res = run_morphospace(emb, tmp_path, protocol="standard", seed=0, n_boot=10, n_boot_std=2, figures=False)
+    assert "per_class" not in res["tables"] and len(res["tables"]["suspect_labels"]) == 0
+    assert res["tables"]["clustering"]["ARI"].isna().all()
+    assert set(res["tables"]["clustering"]["Algorithm"]) == {"KMeans (Unknown K)", "Bayesian GMM", "HDBSCAN",
+                                                             "HDBSCAN (standard)"}
+    assert not (tmp_path / "disparity_per_class.csv").exists()
+    assert (tmp_path / "suspect_labels.csv").is_file()
+
+
+def test_explorer_inputs(standard_run, store):
+    inp = explorer_inputs(store, standard_run, seed=0)
+    assert inp["coords"].shape == (160, 2) and np.isfinite(inp["coords"]).all()
+    assert inp["neighbours"].shape == (160, 11) and (inp["neighbours"][:, 0] == np.arange(160)).all()
+    assert inp["neighbour_sim"][:, 0] == pytest.approx(1.0)
+    assert len(inp["clusters"]) == 12 and all(v.shape == (160,) for v in inp["clusters"].values())
+    outl = pd.read_csv(standard_run / "outliers.csv").sort_values("index")
+    np.testing.assert_allclose(inp["outlier_score"], outl["outlier_score"])
+    assert np.isfinite(inp["suspect_score"]).all()
+
+
+def test_group_column_and_errors(store, tmp_path, capsys):
+    from palaeo_ssl import load_embeddings
+
+    emb = load_embeddings(store)
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"path": emb.paths, "period": ["Permian" if i % 2 else "Carboniferous" for i in range(160)]}) \
+        .to_csv(manifest, index=False)
+    a_name, a, b_name, b = groups_from_column(emb, manifest, "period")
+    assert (a_name, b_name) == ("Carboniferous", "Permian") and a.size == b.size == 80
+    out = tmp_path / "m"
+    assert main(["morphospace", str(store), "--out", str(out), "--no-progress", "--no-figures", "--bootstrap", "10",
+                 "--bootstrap-std", "2", "--groups", str(manifest), "--group-column", "period",
+                 "--permutations", "19"]) == 0
+    assert pd.read_csv(out / "disparity_test.csv").loc[0, "n_b"] == 80
+    capsys.readouterr()
+    assert main(["morphospace", str(store), "--out", str(out), "--compare-classes", "alpha", "--vs", "nope"]) == 2
+    assert "unknown class(es) ['nope']" in capsys.readouterr().err
+    assert main(["morphospace", str(store), "--out", str(out), "--groups", str(manifest)]) == 2
+    assert "--group-column" in capsys.readouterr().err
+    assert main(["morphospace", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_large_scatter_pdf_stays_small(tmp_path):
+    from palaeo_ssl.plots.morphospace import plot_projection
+
+    rng = np.random.default_rng(0)
+    coords = rng.standard_normal((60000, 2))
+    groups = rng.integers(-1, 50, 60000)
+    names = [f"Genus_{i} species" for i in range(50)]
+    paths = plot_projection(coords, groups, names, tmp_path / "big", title="60,000 points, 50 classes")
+    pdf = tmp_path / "big.pdf"
+    assert pdf in paths and 10_000 < pdf.stat().st_size < 3_000_000
+
+
+def test_similar_embeds_a_new_image_with_the_store_settings(tiny_model, tmp_path, capsys):
+    import palaeo_ssl
+    from palaeo_ssl.testing import make_class_folder_dataset
+
+    data = make_class_folder_dataset(tmp_path / "data", n_classes=3, per_class=4)
+    palaeo_ssl.extract_embeddings(data, model=str(tiny_model), out=tmp_path / "emb", progress=False, workers=0)
+    query = data / "class_1" / "img_002.png"
+    out = tmp_path / "sim"
+    assert main(["similar", str(tmp_path / "emb"), str(query), "-k", "4", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    table = pd.read_csv(out / "similar_img_002.csv", keep_default_na=False)
+    assert len(table) == 4 and table.loc[0, "path"] == "class_1/img_002.png"  # the image itself comes first
+    assert table.loc[0, "similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert (np.diff(table["similarity"]) <= 1e-7).all() and table.loc[0, "class_name"] == "class_1"
+    assert "class_1/img_002.png" in text
+    assert (out / "similar_img_002.png").stat().st_size > 1000 and (out / "similar_img_002.pdf").is_file()
+    assert main(["similar", str(tmp_path / "emb"), str(tmp_path / "nothing.png")]) == 2
