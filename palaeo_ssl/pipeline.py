@@ -1,0 +1,430 @@
+"""Run everything for one dataset into one results folder (``palaeo-ssl run`` and notebook 01).
+
+Stages, in the paper's order: extraction (cached store) -> probes (cross-validation,
+learning curve, few-shot) -> morphospace (projections, clustering, disparity,
+outliers, suspect labels) -> explorer -> comparison with the published figures ->
+``manifest.json`` and ``README.md``.
+
+Each stage records, in ``.stages/<stage>.json``, a key made of the embeddings'
+identity (the store's index and settings) and the stage's own options, and the
+files it wrote. A rerun skips every stage whose key is unchanged and whose files
+are all still there, so a run that crashed, was killed or got one more image
+redoes only what is no longer valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import report
+from .embeddings import Embeddings, _jsonable, atomic_write_text
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_CHOICES = ("paper", "standard", "both")
+STAGE_DIR = ".stages"
+
+
+# ---------------------------------------------------------------------- what each file is
+FILE_DESCRIPTIONS: dict[str, str] = {
+    "manifest.json": "how this folder was made: command, versions, model and revision, device, dtype, seeds, "
+                     "per-stage timings (and whether each stage was reused), counts, skipped images",
+    "README.md": "this list of every file in the results folder",
+    "explorer.html": "interactive morphospace: open in a browser from disk; hover a point for the specimen, "
+                     "click for its nearest neighbours; colour by class, cluster or outlier score",
+    "reference_comparison.csv": "this run's key figures beside the published ones of Rodgers (2025), with differences",
+    "reference_comparison.tex": "the same comparison as a LaTeX table",
+    # extraction
+    "skipped.csv": "files that could not be used, with the reason",
+    "features.npy": "the embeddings: float32 array (images x dimensions), numpy.load(..., mmap_mode='r')",
+    "index.csv": "one row per embedding: path, label, class, specimen, file size, modification time",
+    "meta.json": "how the embeddings were made: model, revision, preprocessing, pooling, dtype, versions",
+    # probes
+    "classification_cv_results.csv": "cross-validated probe accuracy etc. at each data fraction (mean, std, folds)",
+    "classification_cv_results.tex": "the same, as a LaTeX table (best value per fraction in bold)",
+    "few_shot_cv_results.csv": "few-shot accuracy etc. for k labelled images per class over seeded episodes",
+    "few_shot_cv_results.tex": "the same, as a LaTeX table (best value per k in bold)",
+    "per_class_metrics.csv": "precision, recall and F1 of each class",
+    "per_class_metrics.tex": "the same, as a LaTeX table",
+    "confusion_matrix.csv": "confusion matrix summed over the test folds of one full repeat (counts, row-normalised)",
+    "paired_comparison.csv": "paired difference between probes on identical splits, with its interval",
+    "probe_run.json": "settings, seeds, class names, baselines and timings of the probe stage",
+    "fold_scores.csv": "every metric of every fold",
+    "accuracy_with_data.png": "learning curve: top-1 accuracy against the fraction of training data",
+    "accuracy_with_data.pdf": "learning curve (PDF)",
+    "few_shot_accuracy.png": "few-shot top-1 accuracy against labelled images per class",
+    "few_shot_accuracy.pdf": "few-shot accuracy figure (PDF)",
+    "confusion_matrix.png": "row-normalised confusion matrix",
+    "confusion_matrix.pdf": "confusion matrix figure (PDF)",
+    # morphospace
+    "clustering_metrics.csv": "clustering agreement with the labels (ARI, AMI, purity...) and internal quality",
+    "clustering_metrics.tex": "the same, as a LaTeX table",
+    "morphology_report.csv": "disparity of the whole morphospace, with bootstrap intervals",
+    "morphology_report.tex": "the same, as a LaTeX table",
+    "disparity_per_class.csv": "disparity of each class, with bootstrap intervals",
+    "rarefaction.csv": "disparity against subsample size (compare sets of different size)",
+    "outliers.csv": "per-image outlier score, most outlying first",
+    "suspect_labels.csv": "images whose label disagrees with their nearest neighbours, most suspect first",
+    "projections.npz": "cached 2-D PCA, UMAP and t-SNE coordinates (reused by later steps)",
+    "cluster_labels.csv": "the cluster of every image under every clustering algorithm (-1 = noise)",
+    "distance_histogram.csv": "the histogram of pairwise cosine distances behind dist_hist (bin edges, counts)",
+    "morphospace.json": "settings, seeds, counts and per-stage timings of the morphospace stage",
+    "classification_cv_folds.csv": "every metric of every cross-validation fold (the rows behind the means)",
+    "few_shot_episodes.csv": "every metric of every few-shot episode (the rows behind the means)",
+    "skipped_splits.csv": "cross-validation folds or few-shot settings that could not be evaluated, and why",
+    "visualise.json": "settings and numbers of the specimen visualisation",
+}
+_PREFIX_DESCRIPTIONS = {
+    "pca": "PCA of the L2-normalised features (2-D), coloured by class",
+    "umap_clusters_": "2-D UMAP coloured by the clusters of one algorithm",
+    "umap": "UMAP of the L2-normalised features (2-D, cosine), coloured by class",
+    "tsne": "t-SNE of the L2-normalised features (cosine), coloured by class",
+    "dist_hist": "histogram of pairwise cosine distances (seeded subsample)",
+    "rarefaction": "disparity against subsample size",
+    "silhouette_k": "silhouette score against the number of clusters (how K was chosen)",
+    "outliers": "contact sheet of the most outlying specimens",
+    "suspect_labels": "contact sheet of the most suspect labels with their neighbours' class",
+}
+
+
+def describe_file(rel: str) -> str:
+    name = Path(rel).name
+    if name in FILE_DESCRIPTIONS:
+        return FILE_DESCRIPTIONS[name]
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for prefix, text in _PREFIX_DESCRIPTIONS.items():
+        if stem.startswith(prefix):
+            return text + (" (PDF)" if suffix == ".pdf" else "")
+    return "output of the " + (Path(rel).parts[0] if len(Path(rel).parts) > 1 else "run") + " stage"
+
+
+# ---------------------------------------------------------------------- stage bookkeeping
+def embeddings_identity(emb: Embeddings) -> str:
+    """Hash of what determines the features: the store's index (paths, sizes, mtimes, labels) and settings."""
+    h = hashlib.sha256()
+    store = emb.meta.get("store_path")
+    if store and (Path(store) / "index.csv").is_file():
+        h.update((Path(store) / "index.csv").read_bytes())
+        h.update(json.dumps(_jsonable(emb.meta.get("settings", {})), sort_keys=True).encode())
+    else:
+        h.update(np.ascontiguousarray(emb.features).tobytes())
+        h.update(emb.labels.tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class StageRecord:
+    name: str
+    seconds: float
+    reused: bool
+    files: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Stages:
+    """Runs stages once per key and remembers what they wrote under ``out/.stages``."""
+
+    def __init__(self, out: Path, force: bool = False):
+        self.out = out
+        self.dir = out / STAGE_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.force = force
+        self.records: dict[str, StageRecord] = {}
+
+    def run(self, name: str, key: dict[str, Any], fn: Callable[[], tuple[list[Path], dict[str, Any]]]) -> StageRecord:
+        key_hash = hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()[:16]
+        marker = self.dir / f"{name}.json"
+        if not self.force and marker.is_file():
+            try:
+                saved = json.loads(marker.read_text())
+                if saved.get("key") == key_hash and all((self.out / f).exists() for f in saved.get("files", [])):
+                    rec = StageRecord(name, 0.0, True, saved["files"], saved.get("info", {}))
+                    rec.info["computed_seconds"] = saved.get("seconds")
+                    self.records[name] = rec
+                    log.info("%s: reused (nothing changed)", name)
+                    return rec
+            except (json.JSONDecodeError, KeyError):
+                pass
+        t = time.perf_counter()
+        files, info = fn()
+        seconds = time.perf_counter() - t
+        rel = sorted({Path(f).resolve().relative_to(self.out.resolve()).as_posix() for f in files})
+        atomic_write_text(marker, json.dumps(_jsonable({"key": key_hash, "files": rel, "seconds": seconds,
+                                                        "info": info}), indent=2))
+        rec = StageRecord(name, seconds, False, rel, info)
+        self.records[name] = rec
+        return rec
+
+
+# ---------------------------------------------------------------------- the run
+def _protocols(protocol: str) -> list[str]:
+    if protocol not in PROTOCOL_CHOICES:
+        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_CHOICES)}")
+    return ["paper", "standard"] if protocol == "both" else [protocol]
+
+
+class Pipeline:
+    """The stages of a run, callable one by one (notebook 01) or all at once (:func:`run_pipeline`).
+
+    ``protocol`` is ``paper`` (Rodgers 2025 exactly), ``standard`` or ``both``
+    (sub-folders ``paper/`` and ``standard/`` under ``probes/`` and ``morphospace/``).
+    ``reference`` names a dataset of the paper (``fossil_tracks``, ``pollen``,
+    ``radiolaria``, ``endless_forams``, ``diverse_fossils``); the report then sets
+    this run's key figures beside the published ones (needs the paper protocol).
+    Extraction options (``pooling``, ``preprocess``, ``image_size``, ``batch_size``,
+    ``workers``, ``device``, ``dtype``, ``background``, ``strict``) are those of
+    :func:`palaeo_ssl.extract.extract_embeddings`.
+    """
+
+    def __init__(self, data: str | Path, model: str = "dinov3-vits16", out: str | Path = "results/run", *,
+                 protocol: str = "both", reference: str | None = None, seed: int = 0, episodes: int = 50,
+                 repeats: int | None = None, literature_best: float | None = None, force: bool = False,
+                 progress: bool = True, **extract_options: Any):
+        from .reference import DATASETS
+
+        self.t_start = time.perf_counter()
+        self.data = data
+        self.model = model
+        self.protocols = _protocols(protocol)
+        if reference is not None and reference not in DATASETS:
+            raise UserError(f"unknown --reference {reference!r}; choose one of {', '.join(DATASETS)}")
+        if reference is not None and "paper" not in self.protocols:
+            raise UserError("--reference compares with the paper's tables, so it needs --protocol paper or both")
+        self.reference = reference
+        self.literature_best = literature_best if literature_best is not None else (
+            DATASETS[reference][3] if reference else None)
+        self.seed = int(seed)
+        self.episodes = int(episodes)
+        self.repeats = repeats
+        self.progress = progress
+        self.extract_options = extract_options
+        self.out = Path(out).expanduser()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stages = Stages(self.out, force=force)
+        self.emb: Embeddings | None = None
+        self.summary = None
+        self.ident = ""
+        self.probe_tables: dict[str, dict[str, pd.DataFrame | None]] = {}
+        self.morph_tables: dict[str, dict[str, pd.DataFrame | None]] = {}
+        self.comparison: pd.DataFrame | None = None
+
+    def folder(self, kind: str, protocol: str) -> Path:
+        """``out/probes`` or ``out/morphospace``, with a protocol sub-folder when both protocols run."""
+        return self.out / kind / protocol if len(self.protocols) > 1 else self.out / kind
+
+    # 1. extraction: the store is its own cache (only new or changed images are computed)
+    def extract(self) -> Embeddings:
+        from .extract import ExtractionSummary, extract_embeddings
+
+        t = time.perf_counter()
+        emb = extract_embeddings(self.data, model=self.model, out=self.out / "embeddings", progress=self.progress,
+                                 **self.extract_options)
+        summary = ExtractionSummary(**emb.meta["extraction"])
+        store_rel = Path(summary.store).resolve().relative_to(self.out.resolve()).as_posix()
+        files = [f"{store_rel}/{n}" for n in ("features.npy", "index.csv", "meta.json")] + ["embeddings/skipped.csv"]
+        rec = StageRecord("extract", time.perf_counter() - t, summary.computed == 0, files,
+                          {"computed": summary.computed, "reused_images": summary.reused, "skipped": summary.skipped,
+                           "images_per_second": round(summary.images_per_second, 2)})
+        self.stages.records["extract"] = rec
+        atomic_write_text(self.stages.dir / "extract.json", json.dumps(_jsonable(rec.__dict__), indent=2))
+        if self.progress:
+            print(summary.text(), file=sys.stderr)
+        self.emb, self.summary, self.ident = emb, summary, embeddings_identity(emb)
+        return emb
+
+    def _need_emb(self) -> Embeddings:
+        return self.emb if self.emb is not None else self.extract()
+
+    # 2. probes: cross-validation, learning curve, few-shot
+    def probes(self) -> dict[str, dict[str, pd.DataFrame | None]]:
+        from .probes import run_probe_report
+
+        emb = self._need_emb()
+        labelled = emb.labels[emb.labels >= 0]
+        if len(np.unique(labelled)) < 2:
+            log.warning("probes skipped: they need labelled images of at least two classes")
+            return {}
+        for proto in self.protocols:
+            pdir = self.folder("probes", proto)
+            key = {"emb": self.ident, "protocol": proto, "seed": self.seed, "episodes": self.episodes,
+                   "repeats": self.repeats, "literature_best": self.literature_best}
+
+            def _probe(proto=proto, pdir=pdir):
+                res = run_probe_report(emb, pdir, protocol=proto, seed=self.seed,
+                                       literature_best=self.literature_best, episodes=self.episodes,
+                                       n_repeats=self.repeats, progress=self.progress)
+                return res["files"], {"timings_s": res["timings"]}
+
+            self.stages.run(f"probes_{proto}", key, _probe)
+            self.probe_tables[proto] = {
+                "classification": _read_csv(pdir / "classification_cv_results.csv"),
+                "few_shot": _read_csv(pdir / "few_shot_cv_results.csv"),
+            }
+        return self.probe_tables
+
+    # 3. morphospace: projections, clustering, disparity, outliers, suspect labels
+    def morphospace(self) -> dict[str, dict[str, pd.DataFrame | None]]:
+        from .morphospace import run_morphospace_report
+
+        emb = self._need_emb()
+        for proto in self.protocols:
+            mdir = self.folder("morphospace", proto)
+            key = {"emb": self.ident, "protocol": proto, "seed": self.seed}
+
+            def _morph(proto=proto, mdir=mdir):
+                res = run_morphospace_report(emb, mdir, protocol=proto, seed=self.seed, progress=self.progress)
+                return res["files"], {"timings_s": res.get("timings", {})}
+
+            self.stages.run(f"morphospace_{proto}", key, _morph)
+            self.morph_tables[proto] = {
+                "clustering": _read_csv(mdir / "clustering_metrics.csv"),
+                "morphology": _read_csv(mdir / "morphology_report.csv"),
+            }
+        return self.morph_tables
+
+    # 4. the interactive explorer
+    def explorer(self) -> Path:
+        emb = self._need_emb()
+        proto = self.protocols[-1]
+        mdir = self.folder("morphospace", proto)
+        path = self.out / "explorer.html"
+        self.stages.run("explorer", {"emb": self.ident, "seed": self.seed, "from": proto},
+                        lambda: ([write_run_explorer(emb, mdir, path, seed=self.seed)], {}))
+        return path
+
+    # 5. comparison with the published figures
+    def compare_with_reference(self) -> pd.DataFrame | None:
+        from .reference import DATASETS, compare
+
+        if self.reference is None:
+            return None
+        tables = {**self.probe_tables.get("paper", {}), **self.morph_tables.get("paper", {})}
+        self.comparison = compare(self.reference, tables)
+        report.write_table(self.comparison, self.out / "reference_comparison", columns=list(self.comparison.columns),
+                           digits=3, caption=f"This run against Rodgers (2025), {DATASETS[self.reference][0]}")
+        return self.comparison
+
+    # 6. manifest and README
+    def finish(self) -> dict[str, Any]:
+        emb = self._need_emb()
+        manifest = build_manifest(emb, self.out, self.stages, self.summary, protocols=self.protocols,
+                                  seed=self.seed, reference=self.reference,
+                                  total_seconds=time.perf_counter() - self.t_start)
+        report.write_json(self.out / "manifest.json", manifest)
+        write_results_readme(self.out, manifest, self.comparison)
+        return manifest
+
+    def run(self, explorer: bool = True) -> dict[str, Any]:
+        """Every stage in order; returns ``{"out", "manifest", "embeddings", "stages", "comparison"}``."""
+        self.extract()
+        self.probes()
+        self.morphospace()
+        if explorer:
+            self.explorer()
+        self.compare_with_reference()
+        manifest = self.finish()
+        return {"out": self.out, "manifest": manifest, "embeddings": self.emb, "stages": self.stages.records,
+                "comparison": self.comparison}
+
+
+def run_pipeline(data: str | Path, model: str = "dinov3-vits16", out: str | Path = "results/run", *,
+                 explorer: bool = True, **options: Any) -> dict[str, Any]:
+    """Extraction, probes, few-shot, morphospace, explorer and report for ``data`` into ``out``.
+
+    See :class:`Pipeline` for the options.
+    """
+    return Pipeline(data, model, out, **options).run(explorer=explorer)
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def write_run_explorer(emb: Embeddings, morph_dir: Path, path: Path, seed: int = 0) -> Path:
+    """The explorer of a run, from the morphospace stage's cached projection and scores."""
+    from .explorer import write_explorer
+    from .morphospace import explorer_inputs
+
+    inputs = explorer_inputs(emb, morph_dir, seed=seed)
+    files = [emb.image_path(i) for i in range(len(emb))] if emb.data_root is not None else None
+    return write_explorer(path, inputs.pop("coords"), paths=emb.paths, class_names=emb.class_names,
+                          labels=emb.labels, image_files=files,
+                          title=f"{emb.meta.get('dataset', 'dataset')}: morphospace explorer", **inputs)
+
+
+def build_manifest(emb: Embeddings, out: Path, stages: Stages, summary, *, protocols: Sequence[str], seed: int,
+                   reference: str | None, total_seconds: float) -> dict[str, Any]:
+    skipped = pd.read_csv(out / "embeddings" / "skipped.csv") if (out / "embeddings" / "skipped.csv").is_file() \
+        else pd.DataFrame(columns=["path", "reason"])
+    labels = emb.labels
+    return {
+        "command": report.command_line(),
+        "created": report.now_iso(),
+        "palaeo_ssl_version": report.library_versions(("palaeo_ssl",)).get("palaeo_ssl"),
+        "versions": report.library_versions(),
+        "data": emb.meta.get("data"),
+        "model": {"id": emb.meta.get("model_id"), "revision": emb.meta.get("model_revision"),
+                  "pooling": emb.meta.get("pooling"), "preprocess": emb.meta.get("preprocess"),
+                  "image_size": emb.meta.get("image_size")},
+        "device": summary.device,
+        "dtype": summary.dtype,
+        "seeds": {"all_stages": seed, "paper_protocol_repeats": "42 + repeat (as the reference)"
+                  if "paper" in protocols else None},
+        "protocols": list(protocols),
+        "reference": reference,
+        "counts": {"images": len(emb), "labelled": int((labels >= 0).sum()), "classes": len(emb.class_names),
+                   "per_class": {c: int((labels == i).sum()) for i, c in enumerate(emb.class_names)},
+                   "skipped": len(skipped)},
+        "skipped_images": skipped.to_dict(orient="records"),
+        "stages": {name: {"seconds": round(r.seconds, 3), "reused": r.reused, "files": r.files, **r.info}
+                   for name, r in stages.records.items()},
+        "total_seconds": round(total_seconds, 3),
+        "note": "Features from random-weight test models say nothing about fossils; only real pretrained "
+                "weights give meaningful numbers.",
+    }
+
+
+def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.DataFrame | None = None) -> Path:
+    """``README.md`` of a results folder: what was run, then every file with one line on what it shows."""
+    lines = [
+        f"# Results: {Path(str(manifest.get('data') or out)).name}",
+        "",
+        f"Made by palaeo-ssl {manifest.get('palaeo_ssl_version')} on {manifest.get('created')} with "
+        f"`{manifest['model']['id']}` ({manifest['model']['pooling']} pooling, {manifest['dtype']} on "
+        f"{manifest['device']}), protocol(s): {', '.join(manifest['protocols'])}, seed {manifest['seeds']['all_stages']}.",
+        f"{manifest['counts']['images']} images embedded, {manifest['counts']['labelled']} labelled in "
+        f"{manifest['counts']['classes']} classes, {manifest['counts']['skipped']} skipped.",
+        "",
+        "Built with DINOv3 (when a DINOv3 model was used; see LICENSE_DINOv3.md of palaeo-ssl).",
+        "",
+        "## Stages",
+        "",
+        "| stage | seconds | reused from a previous run |",
+        "|---|---|---|",
+    ]
+    for name, s in manifest["stages"].items():
+        lines.append(f"| {name} | {s['seconds']:.1f} | {'yes' if s['reused'] else 'no'} |")
+    if comparison is not None:
+        lines += ["", f"## Compared with Rodgers (2025), {manifest['reference']}", "",
+                  "See `reference_comparison.csv` (published, this run, difference)."]
+    lines += ["", "## Files", ""]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts))
+    if "README.md" not in files:
+        files.append("README.md")
+    for rel in sorted(files):
+        lines.append(f"- `{rel}`: {describe_file(rel)}")
+    path = out / "README.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

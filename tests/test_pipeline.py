@@ -1,0 +1,199 @@
+"""`palaeo-ssl run` and notebook 01 on data/example with the tiny random model.
+
+Random weights: these tests check files, reuse and resumption, never accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from palaeo_ssl.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "data" / "example"
+NOTEBOOK = REPO / "notebooks" / "01_analyse_dataset.ipynb"
+
+# Files every paper-protocol run must write (relative to the results folder).
+EXPECTED = [
+    "manifest.json",
+    "README.md",
+    "explorer.html",
+    "embeddings/skipped.csv",
+    "probes/classification_cv_results.csv",
+    "probes/classification_cv_results.tex",
+    "probes/few_shot_cv_results.csv",
+    "probes/few_shot_cv_results.tex",
+    "probes/per_class_metrics.csv",
+    "probes/confusion_matrix.csv",
+    "probes/accuracy_with_data.png",
+    "probes/accuracy_with_data.pdf",
+    "probes/few_shot_accuracy.png",
+    "probes/few_shot_accuracy.pdf",
+    "probes/confusion_matrix.png",
+    "probes/confusion_matrix.pdf",
+    "morphospace/clustering_metrics.csv",
+    "morphospace/clustering_metrics.tex",
+    "morphospace/morphology_report.csv",
+    "morphospace/morphology_report.tex",
+    "morphospace/disparity_per_class.csv",
+    "morphospace/rarefaction.csv",
+    "morphospace/outliers.csv",
+    "morphospace/suspect_labels.csv",
+    "morphospace/pca.png",
+    "morphospace/umap.png",
+    "morphospace/tsne.png",
+    "morphospace/dist_hist.png",
+    "morphospace/rarefaction.png",
+    "morphospace/outliers.png",
+    "morphospace/suspect_labels.png",
+    "reference_comparison.csv",
+    "reference_comparison.tex",
+]
+FAST = ["--episodes", "3", "--repeats", "2", "--no-progress", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def paper_run(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "example"
+    t = time.perf_counter()
+    code = main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
+                 "--reference", "radiolaria", *FAST])
+    assert code == 0
+    return out, time.perf_counter() - t
+
+
+def test_run_writes_every_file(paper_run):
+    out, _ = paper_run
+    for rel in EXPECTED:
+        p = out / rel
+        assert p.is_file() and p.stat().st_size > 0, rel
+    assert list(out.glob("morphospace/umap_clusters_*.png"))
+    stores = list((out / "embeddings").glob("*/features.npy"))
+    assert len(stores) == 1
+
+
+def test_manifest_and_readme(paper_run):
+    out, _ = paper_run
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["images"] == 100 and m["counts"]["classes"] == 5 and m["counts"]["skipped"] == 0
+    assert m["model"]["revision"] == "local" and m["dtype"] == "float32" and m["device"] == "cpu"
+    assert m["seeds"]["all_stages"] == 0 and m["protocols"] == ["paper"]
+    assert {"torch", "transformers", "sklearn", "palaeo_ssl"} <= set(m["versions"])
+    assert {"extract", "probes_paper", "morphospace_paper", "explorer"} <= set(m["stages"])
+    assert all(s["seconds"] >= 0 for s in m["stages"].values())
+    readme = (out / "README.md").read_text()
+    listed = {line.split("`")[1] for line in readme.splitlines() if line.startswith("- `")}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*")
+               if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)}
+    assert on_disk <= listed
+    for line in readme.splitlines():
+        if line.startswith("- `"):
+            assert len(line.split(": ", 1)[1]) > 10  # every file has a description
+
+
+def test_reference_comparison(paper_run):
+    out, _ = paper_run
+    cmp = pd.read_csv(out / "reference_comparison.csv")
+    assert list(cmp.columns) == ["section", "setting", "method", "metric", "published", "this_run", "difference"]
+    full = cmp[(cmp.setting == "full data") & (cmp.metric == "top-1 accuracy")]
+    assert len(full) == 2 and full["this_run"].between(0, 1).all()
+    assert (full["difference"] - (full["this_run"] - full["published"])).abs().max() < 1e-9
+    assert cmp[cmp.section == "clustering"]["this_run"].notna().any()
+    assert cmp[cmp.section == "disparity"]["this_run"].notna().all()
+
+
+def test_second_run_recomputes_nothing(paper_run, tiny_model):
+    out, first_seconds = paper_run
+    before = {p: p.stat().st_mtime_ns for p in (out / "probes").glob("*.csv")}
+    assert main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
+                 "--reference", "radiolaria", *FAST]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert all(s["reused"] for s in m["stages"].values()), m["stages"]
+    assert m["stages"]["extract"]["computed"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "probes").glob("*.csv")} == before
+
+
+def test_one_more_image_redoes_only_what_changed(paper_run, tiny_model, tmp_path):
+    import shutil
+
+    data = tmp_path / "example"
+    shutil.copytree(EXAMPLE, data)
+    out = tmp_path / "res"
+    args = ["run", str(data), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
+            "--no-explorer", *FAST]
+    assert main(args) == 0
+    shutil.copy(data / "diatom" / sorted(p.name for p in (data / "diatom").iterdir())[0],
+                data / "diatom" / "one_more.jpg")
+    assert main(args) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stages"]["extract"]["computed"] == 1
+    assert not m["stages"]["probes_paper"]["reused"] and m["counts"]["images"] == 101
+
+
+_KILL_RUNNER = """
+import sys
+from palaeo_ssl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_after_extraction_resumes_at_next_stage(tiny_model, tmp_path):
+    out = tmp_path / "res"
+    args = ["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "standard",
+            "--no-explorer", *FAST]
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_RUNNER, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    marker = out / ".stages" / "extract.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not marker.is_file() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.is_file(), "extraction never finished"
+    assert not (out / "manifest.json").exists()
+    assert main(args) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stages"]["extract"]["reused"] and m["stages"]["extract"]["computed"] == 0
+    assert (out / "probes" / "classification_cv_results.csv").is_file()
+
+
+def test_bad_reference_and_protocol(tmp_path, tiny_model, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(EXAMPLE), "--out", str(tmp_path), "--reference", "trilobites"])
+    assert exc.value.code == 2
+    assert main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(tmp_path), "--protocol",
+                 "standard", "--reference", "pollen"]) == 2
+    assert "needs --protocol paper or both" in capsys.readouterr().err
+
+
+def test_notebook_01_runs_headless(tiny_model, tmp_path):
+    papermill = pytest.importorskip("papermill")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("DATA", "MODEL", "OUT", "POOLING", "PROTOCOL", "SEED"):
+        assert f"{name} =" in tagged[0].source
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    out = tmp_path / "nb_results"
+    executed = papermill.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3", cwd=str(NOTEBOOK.parent),
+        progress_bar=False,
+        parameters=dict(DATA=str(EXAMPLE), MODEL=str(tiny_model), OUT=str(out), POOLING="cls", PROTOCOL="paper",
+                        SEED=0, REFERENCE="radiolaria", EPISODES=3, REPEATS=2),
+    )
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            assert not [o for o in cell.get("outputs", []) if o.output_type == "error"], cell.source
+    for rel in EXPECTED:
+        assert (out / rel).is_file(), rel
+    shown = sum(1 for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    assert shown >= 10
