@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"palaeo_ssl.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"palaeo_ssl.commands.{name}":
-                continue  # command not available in this build
-            raise
-        module.register(sub)
+        importlib.import_module(f"palaeo_ssl.commands.{name}").register(sub)
     return parser
 
 
