@@ -355,3 +355,35 @@ def test_fusulinids_end_to_end(fusulinids, tiny_model, tmp_path):
     counts = np.bincount(emb.labels)
     assert counts.min() == 8 and counts.max() == 46
     assert pd.read_csv(tmp_path / "out" / "skipped.csv").empty
+
+
+def test_falls_back_to_in_process_loading_when_workers_cannot_start(dataset, tiny_model, tmp_path, monkeypatch,
+                                                                     caplog):
+    """As in a notebook whose interpreter cannot start worker processes."""
+    import palaeo_ssl.extract as ex
+
+    real = ex.DataLoader
+
+    class NoWorkers(real):
+        def __iter__(self):
+            if self.num_workers > 0:
+                raise RuntimeError("cannot start worker processes here")
+            return super().__iter__()
+
+    monkeypatch.setattr(ex, "DataLoader", NoWorkers)
+    with caplog.at_level("WARNING"):
+        emb = _extract(dataset, tiny_model, tmp_path / "out", workers=2)
+    assert len(emb) == 12 and emb.meta["extraction"]["computed"] == 12
+    assert "loading images in this process instead" in caplog.text
+    ref = _extract(dataset, tiny_model, tmp_path / "ref", workers=0)
+    np.testing.assert_allclose(np.asarray(emb.features), np.asarray(ref.features), atol=1e-6)
+
+
+def test_token_and_network_messages():
+    from palaeo_ssl.backbone import _explain_load_error
+
+    no_token = _explain_load_error("dinov3-vits16", ALIASES["dinov3-vits16"], OSError("401 Client Error: Unauthorized"))
+    assert "HF_TOKEN" in str(no_token) and "local folder" in str(no_token)
+    offline = _explain_load_error("dinov3-vits16", ALIASES["dinov3-vits16"],
+                                  OSError("We couldn't connect to 'https://huggingface.co' to load the files"))
+    assert "no network" in str(offline) and "HF_HUB_OFFLINE" in str(offline)
