@@ -104,7 +104,7 @@ def _summary(res: dict, args: argparse.Namespace) -> None:
         print(f"  {frac:8g}  " + "  ".join(cells))
     if info["n_folds_skipped"]:
         print(f"  {info['n_folds_skipped']} fold(s) skipped because their training part lacked a class "
-              "(see skipped.csv)")
+              "(see skipped_splits.csv)")
     if info["logreg_fits_at_max_iter"]:
         print(f"  {info['logreg_fits_at_max_iter']} of {info['logreg_fits']} logistic-regression fits stopped at "
               "max_iter=1000 before converging")

@@ -107,12 +107,13 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], *, title: s
     n = counts.shape[0]
     rows = counts.sum(axis=1, keepdims=True)
     pct = 100 * np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
-    side = float(np.clip(0.3 * n + 3.0, 5.0, 20.0))
+    side = float(np.clip(0.22 * n + 3.0, 5.0, 18.0))
+    cell_pt = 72.0 * 0.75 * side / max(n, 1)  # height of one cell in points (the axes take ~75% of the figure)
     fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="% of true class")
     names = [s if len(s) <= max_label_chars else s[: max_label_chars - 1] + "…" for s in map(str, class_names)]
-    fontsize = float(np.clip(260.0 / max(n, 1), 5.0, 10.0))
+    fontsize = float(np.clip(0.55 * cell_pt, 5.0, 10.0))
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xticklabels(names, rotation=90, fontsize=fontsize)
@@ -120,7 +121,7 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], *, title: s
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
     if n <= max_annotated:
-        ann = float(np.clip(180.0 / max(n, 1), 5.0, 11.0))
+        ann = float(np.clip(0.35 * cell_pt, 5.0, 11.0))
         for i in range(n):
             for j in range(n):
                 if counts[i, j] > 0:

@@ -38,10 +38,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.preprocessing import StandardScaler
 from sklearn import get_config
 
 from ..embeddings import l2_normalize
+from .neighbours import double_normalize
 from ..errors import UserError
 
 PROBES = ("logreg", "knn", "centroid")
@@ -105,28 +106,36 @@ def reference_knn_proba(x_test: np.ndarray, x_train: np.ndarray, train_pos: np.n
 
     Mirrors ``Normalizer() -> KNeighborsClassifier(k, metric="cosine")``:
     both sides L2-normalised twice (the pipeline's ``Normalizer`` and
-    ``cosine_similarity``), distances ``clip(1 - s, 0, 2)`` in the input dtype,
-    query rows chunked as ``pairwise_distances_chunked`` does, the k nearest
-    found by ``argpartition`` and votes divided by k. Returns (n_test, n_classes) float64.
+    ``cosine_similarity``), then :func:`knn_proba_normalized`. Returns (n_test, n_classes) float64.
     """
-    zt = normalize(normalize(x_train))
-    zq = normalize(normalize(x_test))
+    return knn_proba_normalized(double_normalize(x_test), double_normalize(x_train), train_pos, n_classes, k)
+
+
+def knn_proba_normalized(zq: np.ndarray, zt: np.ndarray, train_pos: np.ndarray, n_classes: int,
+                         k: int) -> np.ndarray:
+    """Uniform k-NN votes / k from double-normalised query (n_q, D) and training (n_t, D) rows.
+
+    As scikit-learn's brute-force cosine k-NN: distances ``clip(1 - s, 0, 2)``
+    in the input dtype, query rows in the chunks ``pairwise_distances_chunked``
+    uses, the k nearest found by ``argpartition`` (kth = k - 1).
+    """
     n_q = zq.shape[0]
     proba = np.zeros((n_q, n_classes), dtype=np.float64)
     chunk = query_chunk_rows(zt.shape[0], n_q)
-    rows = np.arange(n_q)
     for start in range(0, n_q, chunk):
         stop = min(start + chunk, n_q)
         d = zq[start:stop] @ zt.T
         d *= -1
         d += 1
-        d = np.clip(d, 0.0, 2.0)
-        neigh = np.argpartition(d, k - 1, axis=1)[:, :k]
-        labels = train_pos[neigh]
-        block = proba[start:stop]
-        r = rows[: stop - start]
-        for j in range(k):
-            block[r, labels[:, j]] += 1.0
+        np.clip(d, 0.0, 2.0, out=d)
+        for s in range(0, stop - start, 1024):  # row-wise, in slices to bound the index array
+            e = min(s + 1024, stop - start)
+            neigh = np.argpartition(d[s:e], k - 1, axis=1)[:, :k]
+            labels = train_pos[neigh]
+            block = proba[start + s:start + e]
+            r = np.arange(e - s)
+            for j in range(k):
+                block[r, labels[:, j]] += 1.0
     proba /= proba.sum(axis=1, keepdims=True)
     return proba
 

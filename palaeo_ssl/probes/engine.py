@@ -27,8 +27,10 @@ from threadpoolctl import threadpool_limits
 
 from ..embeddings import l2_normalize
 from .classifiers import (
+    REFERENCE_K,
     STANDARD_K,
     TEMPERATURE,
+    knn_proba_normalized,
     fit_quietly,
     make_probe,
     n_iterations,
@@ -37,6 +39,7 @@ from .classifiers import (
     weighted_knn_scores,
 )
 from .metrics import ranked_split_metrics, reference_split_metrics
+from .neighbours import knn_proba_from_candidates, shared_distances_apply
 
 #: metric_mode values: how a task's predictions become metrics
 REFERENCE_CV = "reference_cv"          # reference code, cross-validation (specificity over training classes)
@@ -71,11 +74,36 @@ def estimate_cost(probe: str, n_train: int, n_test: int, dim: int, n_classes: in
     return float(n_test) * n_train * dim + n_train * dim
 
 
-def run_task(task: Task, X: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
-    """Fit and evaluate ``task`` on features ``X`` (N, D) and labels ``y`` (N,). Returns one dict per subset."""
+def _reference_knn(task: Task, train: np.ndarray, y_train: np.ndarray, classes: np.ndarray,
+                   extras: dict[str, np.ndarray]) -> np.ndarray:
+    """The reference kNN's probabilities from the shared double-normalised features (and candidates)."""
+    z = extras["Z"]
+    k = REFERENCE_K if task.shots is None else min(REFERENCE_K, task.shots)
+    k = max(1, min(k, len(train)))
+    pos = np.searchsorted(classes, y_train)
+    if (task.metric_mode == REFERENCE_CV and "cand_idx" in extras
+            and shared_distances_apply(len(task.test), len(train), z.shape[1])):
+        proba = knn_proba_from_candidates(np.asarray(extras["cand_idx"][task.test]),
+                                          np.asarray(extras["cand_dist"][task.test]), train, pos, z.shape[0],
+                                          len(classes), k)
+        if proba is not None:
+            return proba
+    return knn_proba_normalized(np.asarray(z[task.test]), np.asarray(z[train]), pos, len(classes), k)
+
+
+def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None
+             ) -> list[dict[str, Any]]:
+    """Fit and evaluate ``task`` on features ``X`` (N, D) and labels ``y`` (N,). Returns one dict per subset.
+
+    ``extras`` may hold ``Z`` (the double-normalised features) and the
+    candidate lists ``cand_idx``/``cand_dist`` of :mod:`.neighbours`, which the
+    reference kNN uses instead of normalising and multiplying per task.
+    """
+    extras = extras or {}
     out = []
-    x_test = np.asarray(X[task.test])
     y_test = y[task.test]
+    needs_x = not (task.probe == "knn" and task.protocol == "paper" and "Z" in extras)
+    x_test = np.asarray(X[task.test]) if needs_x else None
     shared = None
     if task.probe == "knn" and task.protocol == "standard" and len(task.subsets) > 1:
         # nested subsets of one training fold: one similarity product for all of them
@@ -97,6 +125,10 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
             t_fit = t_sim / len(task.subsets)
             t_pred = time.perf_counter() - t0
             proba = None
+        elif task.probe == "knn" and task.protocol == "paper" and "Z" in extras:
+            proba = _reference_knn(task, train, y_train, classes, extras)
+            t_fit = 0.0
+            t_pred = time.perf_counter() - t0
         else:
             model = make_probe(task.probe, task.protocol, y_train, seed=task.seed, shots=task.shots)
             fit_quietly(model, np.asarray(X[train]), y_train)
@@ -136,21 +168,12 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
-_ARRAYS: dict[str, np.ndarray] = {}
-
-
-def _load(path: str) -> np.ndarray:
-    arr = _ARRAYS.get(path)
-    if arr is None:
-        arr = np.load(path, mmap_mode="r")
-        _ARRAYS.clear()  # one run's data at a time
-        _ARRAYS[path] = arr
-    return arr
-
-
-def _run_from_files(x_path: str, y_path: str, task: Task) -> list[dict[str, Any]]:
+def _run_from_files(x_path: str, y_path: str, task: Task, extra_paths: dict[str, str] | None = None
+                    ) -> list[dict[str, Any]]:
+    # memory-mapped per task (opening is cheap), so no worker keeps a run's data once it is done
+    extras = {k: np.load(p, mmap_mode="r") for k, p in (extra_paths or {}).items()}
     with threadpool_limits(limits=1):
-        return run_task(task, _load(x_path), np.load(y_path))
+        return run_task(task, np.load(x_path, mmap_mode="r"), np.load(y_path), extras)
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:
@@ -164,12 +187,15 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
 
 
 def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None = -1,
-            progress: bool = False, desc: str = "probes") -> list[list[dict[str, Any]]]:
+            progress: bool = False, desc: str = "probes",
+            extras: dict[str, np.ndarray] | None = None) -> list[list[dict[str, Any]]]:
     """Run ``tasks`` and return their results in task order.
 
     ``n_jobs`` worker processes (-1: all CPUs); 1 runs in this process. Each
-    task uses one BLAS thread. The largest tasks are started first.
+    task uses one BLAS thread. The largest tasks are started first. ``extras``
+    (arrays shared by all tasks) reach the workers memory-mapped, like ``X``.
     """
+    extras = extras or {}
     if not tasks:
         return []
     n_jobs = min(resolve_n_jobs(n_jobs), len(tasks))
@@ -179,7 +205,7 @@ def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None 
             results = []
             with threadpool_limits(limits=1):
                 for t in tasks:
-                    results.append(run_task(t, X, y))
+                    results.append(run_task(t, X, y, extras))
                     bar.update(1)
             return results
         order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
@@ -189,8 +215,13 @@ def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None 
             y_path = str(Path(tmp) / "y.npy")
             np.save(x_path, np.ascontiguousarray(X))
             np.save(y_path, np.asarray(y))
+            extra_paths = {}
+            for name, arr in extras.items():
+                extra_paths[name] = str(Path(tmp) / f"{name}.npy")
+                np.save(extra_paths[name], np.ascontiguousarray(arr))
             gen = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=1,
-                           pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_path, y_path, tasks[i]) for i in order)
+                           pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_path, y_path, tasks[i], extra_paths)
+                                                    for i in order)
             for i, res in zip(order, gen):
                 results[i] = res
                 bar.update(1)

@@ -18,7 +18,7 @@ from ..errors import UserError
 from .classifiers import DISPLAY_NAMES, check_protocol, parse_probes
 from .engine import RANKED, REFERENCE_FEW_SHOT, Task, estimate_cost, execute, summed_times
 from .metrics import ALL_METRICS, METRICS, majority_baseline, nan_mean_std, t_interval
-from .protocols import LabelledData, paired_differences, prepare
+from .protocols import LabelledData, paired_differences, prepare, reference_knn_extras
 from .splits import SHOTS, episode_rng, reference_episode, standard_episode
 
 #: Order of the classifiers in the few-shot table (the reference lists kNN first).
@@ -85,7 +85,9 @@ def run_few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, 
     tasks, support, skipped, meta = _tasks(data, protocol, probes, shots, episodes, seed, n_query)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
-    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol} few-shot")
+    extras = reference_knn_extras(data.X, n_jobs, candidates=False) if protocol == "paper" and "knn" in probes else None
+    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol} few-shot",
+                      extras=extras)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
     rows = []

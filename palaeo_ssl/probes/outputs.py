@@ -13,7 +13,7 @@ Files (``palaeo-ssl probe`` writes all of them):
     from the test folds of one full repeat at the largest fraction.
 ``classification_paired_comparison.csv``, ``few_shot_paired_comparison.csv``
     (standard protocol) differences between classifiers on identical splits.
-``skipped.csv``
+``skipped_splits.csv``
     what was skipped and why (folds lacking a class, excluded classes), when anything was.
 ``accuracy_with_data``, ``few_shot_accuracy``, ``confusion_matrix`` (``.png``, ``.pdf``)
     the figures.
@@ -235,7 +235,7 @@ def run_probe_report(emb, out: str | Path, protocol: str = "paper", probes: str 
         files += write_few_shot_outputs(fs, out, literature_best)
     skipped = _skipped_frame(cv, fs)
     if len(skipped):
-        files.append(report.write_csv(skipped, out / "skipped.csv"))
+        files.append(report.write_csv(skipped, out / "skipped_splits.csv"))
     timings["total"] = time.perf_counter() - t0
     lr = cv.folds[cv.folds["classifier"] == DISPLAY_NAMES["logreg"]]
     info = {
@@ -260,7 +260,8 @@ def run_probe_report(emb, out: str | Path, protocol: str = "paper", probes: str 
                        if k in emb.meta},
         "timings_s": {**timings, **{f"cv {k}": v for k, v in cv.timings.items()},
                       **({f"few-shot {k}": v for k, v in fs.timings.items()} if fs else {})},
-        "versions": report.library_versions(),
+        "versions": report.library_versions(("palaeo_ssl", "numpy", "scipy", "sklearn", "pandas", "joblib",
+                                             "threadpoolctl", "matplotlib")),
     }
     files.append(report.write_json(out / "probe_run.json", info))
     return {"cv": cv, "few_shot": fs, "files": files, "timings": timings, "info": info}

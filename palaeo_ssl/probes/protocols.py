@@ -21,7 +21,8 @@ import pandas as pd
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
 from .classifiers import DISPLAY_NAMES, check_protocol, parse_probes
-from .engine import REFERENCE_CV, RANKED, Task, estimate_cost, execute, summed_times
+from .engine import REFERENCE_CV, RANKED, Task, estimate_cost, execute, resolve_n_jobs, summed_times
+from .neighbours import candidate_lists, candidates_apply, double_normalize
 from .metrics import ALL_METRICS, METRICS, confusion_counts, majority_baseline, per_class_scores, summarise, \
     t_interval, t_test_pvalue
 from .splits import (
@@ -66,10 +67,23 @@ def prepare(emb: Embeddings | Any, min_classes: int = 2) -> LabelledData:
         raise UserError(f"only {len(present)} class has labelled images; probes need at least {min_classes}")
     groups = None
     if lab.specimens is not None and any(s not in ("", "nan", "None") for s in lab.specimens):
-        groups = np.asarray(lab.specimens, dtype=object)
+        # an image without a specimen id is a specimen of its own
+        groups = np.asarray([s if s not in ("", "nan", "None") else f"\0image {i}"
+                             for i, s in enumerate(lab.specimens)], dtype=object)
     X = np.ascontiguousarray(np.asarray(lab.features, dtype=np.float32))
     return LabelledData(X=X, y=y.astype(np.int64), class_names=[lab.class_names[i] for i in present],
                         groups=groups, paths=list(lab.paths))
+
+
+def reference_knn_extras(X: np.ndarray, n_jobs: int | None, candidates: bool) -> dict[str, np.ndarray]:
+    """Arrays shared by the reference kNN tasks: the double-normalised features and, for
+    cross-validation on sets large enough, every image's nearest-neighbour candidates
+    (see :mod:`palaeo_ssl.probes.neighbours`)."""
+    z = double_normalize(X)
+    extras = {"Z": z}
+    if candidates and candidates_apply(z.shape[0], z.shape[1]):
+        extras["cand_idx"], extras["cand_dist"] = candidate_lists(z, n_jobs=resolve_n_jobs(n_jobs))
+    return extras
 
 
 # ---------------------------------------------------------------------- results
@@ -237,7 +251,11 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
         tasks, skipped = _standard_tasks(data, probes, seed, fractions, n_repeats or 5, n_splits)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
-    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol} cross-validation")
+    extras = reference_knn_extras(data.X, n_jobs, candidates=True) if protocol == "paper" and "knn" in probes else None
+    t_knn = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol} cross-validation",
+                      extras=extras)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
     _attach_truth(results, data.y)
@@ -249,7 +267,8 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
         table = aggregate_standard_cv(folds, data.n_classes, [DISPLAY_NAMES[p] for p in probes])
         paired = paired_differences(folds, [DISPLAY_NAMES[p] for p in probes], "train_fraction", corrected=True)
     confusion = _confusions(results, data.n_classes)
-    timings = {"splits": t_split, "fits (wall)": t_fit, "aggregation": time.perf_counter() - t2}
+    timings = {"splits": t_split, "knn candidates": t_knn, "fits (wall)": t_fit,
+               "aggregation": time.perf_counter() - t2}
     timings.update({f"{k} (summed)": v for k, v in summed_times(results).items()})
     return CVResult(protocol=protocol, table=table, folds=folds, confusion=confusion,
                     per_class=per_class_table(confusion, data.class_names), class_names=data.class_names,

@@ -1,0 +1,366 @@
+"""Speed and memory of the ``paper`` probe protocol against a plain sequential re-implementation of the reference.
+
+The full paper protocol (5 data fractions x 10 repeats x 5 folds x 2 probes,
+plus few-shot 6 shot values x 50 episodes x 2 probes) runs twice on the same
+synthetic Gaussian class clusters, in this process:
+
+* **reference**: the notebook of Rodgers (2025) re-implemented plainly: a
+  ``Normalizer + KNeighborsClassifier(5, metric="cosine")`` pipeline and
+  ``LogisticRegression(max_iter=1000, class_weight="balanced")``, one fit after
+  another, scikit-learn's metric functions, default scikit-learn settings; run
+  once with BLAS on every core (the library default) and once with one BLAS
+  thread (the notebook sets ``OMP_NUM_THREADS=1``);
+* **palaeo-ssl**: ``run_cross_validation`` + ``run_few_shot`` with ``protocol="paper"``.
+
+Both must give the same numbers (to 1e-6; few-shot episodes come from the same
+seeded generator) when the reference runs with one BLAS thread, as palaeo-ssl
+does; with several BLAS threads OpenBLAS sums the logistic-regression gradient
+in another order and a few predictions flip (about 1e-3 in the tables), which
+the script reports but does not count as a failure. Prints per-stage times,
+the speed-up and the peak resident memory (this process plus its worker
+processes, sampled every 50 ms). Exit code 1 if the single-thread reference differs.
+
+    python benchmarks/probe_speed.py                      # 5,000 x 384, 20 classes, with the reference
+    python benchmarks/probe_speed.py --reference-threads 1   # skip the (slow) multi-threaded reference
+    python benchmarks/probe_speed.py --size pollen --no-reference   # 20,000 x 1,024, 46 classes
+    python benchmarks/probe_speed.py --quick              # 1,000 x 64, a smoke test
+
+Timings on a shared machine are noisy; run it when the machine is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: name: (images, features, classes, separation of the class means). The separations give a
+#: full-data logistic-regression top-1 of about 0.9 at "small" (like most datasets of the paper)
+#: and about 0.99 at "pollen" (the real pollen set reaches 0.98).
+SIZES = {
+    "quick": (1000, 64, 10, 0.6),
+    "small": (5000, 384, 20, 0.6),
+    "pollen": (20000, 1024, 46, 0.9),
+}
+SEPARATION = 0.6
+METRICS = ["top1_accuracy", "top2_accuracy", "top3_accuracy", "f1_macro", "f1_weighted", "precision_macro",
+           "recall_macro", "specificity_macro", "balanced_accuracy"]
+
+
+# ---------------------------------------------------------------------- data
+def make_clusters(n: int, d: int, n_classes: int, seed: int = 0, separation: float = SEPARATION) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian class clusters shaped a little like frozen-backbone features.
+
+    Class sizes vary (a Dirichlet share, at least 10 images each); class means
+    are N(0, separation^2) in a 32-dimensional subspace; within-class noise
+    has a decaying spectrum (std 1.5 / sqrt(1 + j / 8) along direction j), and
+    every feature is offset by a common non-zero mean, as raw embeddings are.
+    Returns X (n, d) float32 and y (n,) int64.
+    """
+    rng = np.random.default_rng(seed)
+    share = rng.dirichlet(np.full(n_classes, 4.0))
+    counts = np.maximum(10, np.floor(share * (n - 10 * n_classes)).astype(int) + 10)
+    counts[-1] += n - counts.sum()
+    y = np.repeat(np.arange(n_classes), counts)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0].astype(np.float32)
+    means = np.zeros((n_classes, d), dtype=np.float32)
+    k = min(32, d)
+    means[:, :k] = separation * rng.normal(size=(n_classes, k))
+    spectrum = (1.5 / np.sqrt(1.0 + np.arange(d) / 8.0)).astype(np.float32)
+    x = means[y] + rng.normal(size=(n, d)).astype(np.float32) * spectrum
+    x = x @ basis.T + rng.normal(size=d).astype(np.float32)
+    perm = rng.permutation(n)
+    return np.ascontiguousarray(x[perm], dtype=np.float32), y[perm].astype(np.int64)
+
+
+# ---------------------------------------------------------------------- the plain reference
+class Stopwatch:
+    def __init__(self):
+        self.t: dict[str, float] = {}
+
+    def add(self, key: str, seconds: float) -> None:
+        self.t[key] = self.t.get(key, 0.0) + seconds
+
+
+def _reference_classifiers(k: int = 5):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import Normalizer
+
+    return {
+        "k-Nearest Neighbours": Pipeline([("normalize", Normalizer(norm="l2")),
+                                          ("knn", KNeighborsClassifier(n_neighbors=k, metric="cosine"))]),
+        "Logistic Regression": LogisticRegression(random_state=42, max_iter=1000, class_weight="balanced"),
+    }
+
+
+def _reference_folds(y, random_state, n_splits=5):
+    from sklearn.model_selection import ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+
+    idx = np.arange(len(y))
+    if np.unique(y, return_counts=True)[1].min() >= n_splits:
+        return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(idx, y))
+    try:
+        return list(StratifiedShuffleSplit(n_splits=n_splits, test_size=0.2, random_state=random_state).split(idx, y))
+    except ValueError:
+        return list(ShuffleSplit(n_splits=n_splits, test_size=0.2, random_state=random_state).split(idx))
+
+
+def _top_k(y_true, y_probas, k, classes):
+    if k >= y_probas.shape[1]:
+        return np.nan
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    y_idx = np.array([class_to_idx.get(v, -1) for v in y_true])
+    valid = y_idx != -1
+    if not valid.any():
+        return np.nan
+    top = np.argpartition(y_probas, -k, axis=1)[:, -k:]
+    return np.mean(np.any(top[valid] == y_idx[valid][:, None], axis=1))
+
+
+def _reference_metrics(clf, y_val, p, spec_labels):
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
+    y_pred = clf.classes_[np.argmax(p, axis=1)]
+    cm = confusion_matrix(y_val, y_pred, labels=spec_labels)
+    tn = cm.sum() - (cm.sum(axis=1) + cm.sum(axis=0) - np.diag(cm))
+    fp = cm.sum(axis=0) - np.diag(cm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
+    return {
+        "top1_accuracy": _top_k(y_val, p, 1, clf.classes_),
+        "top2_accuracy": _top_k(y_val, p, 2, clf.classes_),
+        "top3_accuracy": _top_k(y_val, p, 3, clf.classes_),
+        "f1_macro": f1_score(y_val, y_pred, average="macro", zero_division=0),
+        "f1_weighted": f1_score(y_val, y_pred, average="weighted", zero_division=0),
+        "precision_macro": precision_score(y_val, y_pred, average="macro", zero_division=0),
+        "recall_macro": recall_score(y_val, y_pred, average="macro", zero_division=0),
+        "specificity_macro": np.nanmean(spec),
+        "balanced_accuracy": balanced_accuracy_score(y_val, y_pred),
+    }
+
+
+def reference_cv(x, y, sw: Stopwatch, n_repeats=10, fractions=(0.1, 0.3, 0.5, 0.7, 1)):
+    from sklearn.model_selection import train_test_split
+
+    rows = []
+    n_classes = len(np.unique(y))
+    for frac in fractions:
+        if frac < 1.0 and int(np.ceil(frac * len(y))) < n_classes:
+            continue
+        for r in range(n_repeats):
+            t = time.perf_counter()
+            if frac < 1.0:
+                xs, _, ys, _ = train_test_split(x, y, train_size=frac, stratify=y, random_state=42 + r, shuffle=True)
+            else:
+                xs, ys = np.array(x), np.array(y)
+            folds = _reference_folds(ys, 42 + r)
+            sw.add("splits", time.perf_counter() - t)
+            for name, clf in _reference_classifiers().items():
+                for tr, va in folds:
+                    if len(np.unique(ys[tr])) < n_classes:
+                        continue
+                    t = time.perf_counter()
+                    clf.fit(xs[tr], ys[tr])
+                    p = clf.predict_proba(xs[va])
+                    sw.add(f"{name} fit+predict", time.perf_counter() - t)
+                    t = time.perf_counter()
+                    row = _reference_metrics(clf, ys[va], p, clf.classes_)
+                    sw.add("metrics", time.perf_counter() - t)
+                    row.update(train_fraction=frac, classifier=name)
+                    rows.append(row)
+    df = pd.DataFrame(rows)
+    spec = {"n_folds_used": ("top1_accuracy", "count")}
+    for m in METRICS:
+        spec[f"mean_{m}"] = (m, "mean")
+        spec[f"std_{m}"] = (m, "std")
+    return df.groupby(["train_fraction", "classifier"]).agg(**spec).reset_index()
+
+
+def reference_few_shot(x, y, sw: Stopwatch, shots=(1, 2, 3, 5, 10, 20), episodes=50, seed=0):
+    out = []
+    for k in shots:
+        for name, clf in _reference_classifiers(min(5, k)).items():
+            per = {m: [] for m in METRICS}
+            for e in range(episodes):
+                t = time.perf_counter()
+                rng = np.random.default_rng([seed, k, e])
+                train = []
+                for c in np.unique(y):
+                    members = np.where(y == c)[0]
+                    train.extend(rng.choice(members, size=min(k, len(members) - 1), replace=False))
+                train = np.array(train)
+                test = np.setdiff1d(np.arange(len(y)), train)
+                sw.add("episodes", time.perf_counter() - t)
+                t = time.perf_counter()
+                clf.fit(x[train], y[train])
+                p = clf.predict_proba(x[test])
+                sw.add(f"{name} fit+predict", time.perf_counter() - t)
+                t = time.perf_counter()
+                y_pred = clf.classes_[np.argmax(p, axis=1)]
+                present = np.unique(np.concatenate([y[test], y_pred]))
+                for m, v in _reference_metrics(clf, y[test], p, present).items():
+                    per[m].append(v)
+                sw.add("metrics", time.perf_counter() - t)
+            row = {"few_shot_values": k, "classifier": name, "n_repeats_successful": episodes}
+            for m in METRICS:
+                mean, std = np.nanmean(per[m]), np.nanstd(per[m])
+                if m.startswith("top"):
+                    row[f"mean_{m}"], row[f"std_{m}"] = mean, std
+                else:
+                    row[m], row[f"{m}_std"] = mean, std
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------- measuring
+class PeakRSS:
+    """Peak resident memory (MiB) of this process plus all its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except Exception:
+                pass
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """Largest absolute difference between the numeric cells of two tables (inf if their layout differs)."""
+    if list(a.columns) != list(b.columns) or a.shape != b.shape or a["classifier"].tolist() != b["classifier"].tolist():
+        return float("inf")
+    num = a.select_dtypes("number").columns
+    x, z = a[num].to_numpy(dtype=float), b[num].to_numpy(dtype=float)
+    if not np.array_equal(np.isnan(x), np.isnan(z)):
+        return float("inf")
+    return float(np.max(np.abs(x[~np.isnan(x)] - z[~np.isnan(z)]), initial=0.0))
+
+
+def run_ours(x, y, n_jobs, episodes, n_repeats):
+    from palaeo_ssl import Embeddings
+    from palaeo_ssl.probes import run_cross_validation, run_few_shot
+
+    emb = Embeddings(x, [f"{i}.png" for i in range(len(y))], y, [f"class_{c}" for c in range(int(y.max()) + 1)])
+    t = time.perf_counter()
+    cv = run_cross_validation(emb, protocol="paper", n_jobs=n_jobs, n_repeats=n_repeats)
+    t_cv = time.perf_counter() - t
+    t = time.perf_counter()
+    fs = run_few_shot(emb, protocol="paper", episodes=episodes, n_jobs=n_jobs)
+    t_fs = time.perf_counter() - t
+    return cv, fs, t_cv, t_fs
+
+
+def run_reference(x, y, threads, episodes, n_repeats):
+    from threadpoolctl import threadpool_limits
+
+    sw = Stopwatch()
+    with warnings.catch_warnings(), (threadpool_limits(limits=threads) if threads else nullcontext()):
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        cv = reference_cv(x, y, sw, n_repeats=n_repeats)
+        t_cv = time.perf_counter() - t
+        t = time.perf_counter()
+        fs = reference_few_shot(x, y, sw, episodes=episodes)
+        t_fs = time.perf_counter() - t
+    return cv, fs, t_cv, t_fs, sw.t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=sorted(SIZES), default="small", help="data size (default: small = 5,000 x 384)")
+    ap.add_argument("--quick", action="store_true", help="same as --size quick")
+    ap.add_argument("--jobs", type=int, default=-1, help="palaeo-ssl worker processes (default: every CPU)")
+    ap.add_argument("--no-reference", action="store_true", help="time palaeo-ssl only")
+    ap.add_argument("--reference-threads", default="both", choices=("default", "1", "both"),
+                    help="BLAS threads of the reference: 'default' (scikit-learn's defaults: every core), '1' (as "
+                         "the reference notebook sets OMP_NUM_THREADS=1; bit-identical to palaeo-ssl), or both "
+                         "(default: both)")
+    ap.add_argument("--episodes", type=int, default=50, help="few-shot episodes (default: 50, the protocol)")
+    ap.add_argument("--repeats", type=int, default=10, help="CV repeats (default: 10, the protocol)")
+    args = ap.parse_args(argv)
+    size = "quick" if args.quick else args.size
+    n, d, c, sep = SIZES[size]
+    x, y = make_clusters(n, d, c, separation=sep)
+    print(f"data: {n} x {d} float32, {c} classes (synthetic Gaussian clusters, separation {sep}); "
+          f"CPUs: {os.cpu_count()}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    with PeakRSS() as mem:
+        cv, fs, t_cv, t_fs = run_ours(x, y, args.jobs, args.episodes, args.repeats)
+    total = t_cv + t_fs
+    print(f"\npalaeo-ssl (paper protocol, n_jobs={args.jobs}): {total:.1f} s  "
+          f"[cross-validation {t_cv:.1f} s, few-shot {t_fs:.1f} s]  peak RSS {mem.peak:.0f} MiB (with workers)")
+    for label, res in (("cross-validation", cv), ("few-shot", fs)):
+        print(f"  {label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
+    lr = cv.folds[cv.folds["classifier"] == "Logistic Regression"]
+    print(f"  logistic fits at max_iter: {int((lr['n_iter'] >= 1000).sum())} of {len(lr)}; "
+          f"median iterations {float(lr['n_iter'].median()):.0f}")
+    top = cv.table[cv.table["train_fraction"] == 1.0][["classifier", "mean_top1_accuracy"]]
+    print("  top-1 at full data: " + ", ".join(f"{a} {b:.3f}" for a, b in top.itertuples(index=False)))
+
+    if args.no_reference:
+        return 0
+    modes = {"default": [None], "1": [1], "both": [None, 1]}[args.reference_threads]
+    ok = True
+    for threads in modes:
+        label = "scikit-learn defaults: BLAS uses every core" if threads is None else \
+            "one BLAS thread, as the notebook's OMP_NUM_THREADS=1"
+        with PeakRSS() as mem_ref:
+            rcv, rfs, r_cv, r_fs, stages = run_reference(x, y, threads, args.episodes, args.repeats)
+        r_total = r_cv + r_fs
+        d_cv, d_fs = max_difference(rcv, cv.table), max_difference(rfs, fs.table)
+        same = d_cv <= 1e-6 and d_fs <= 1e-6
+        print(f"\nreference, plain sequential ({label}): {r_total:.1f} s  [cross-validation {r_cv:.1f} s, "
+              f"few-shot {r_fs:.1f} s]  peak RSS {mem_ref.peak:.0f} MiB")
+        print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+        print(f"  max |difference| of the tables: cross-validation {d_cv:.1e}, few-shot {d_fs:.1e} "
+              f"-> {'identical (<= 1e-6)' if same else 'different'}")
+        if threads is None and not same:
+            print("  (multi-threaded OpenBLAS sums the logistic-regression gradient in another order, so a few "
+                  "predictions flip; the reference itself changes with the thread count)")
+        else:
+            ok &= same
+        print(f"  speed-up: {r_total / total:.2f}x overall (cross-validation {r_cv / t_cv:.2f}x, "
+              f"few-shot {r_fs / t_fs:.2f}x)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""``palaeo-ssl probe`` and ``palaeo-ssl classify``: every file read back, TeX compiled, figures checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from palaeo_ssl import Embeddings, load_embeddings
+from palaeo_ssl.cli import main
+from palaeo_ssl.report import compile_tex
+
+NAMES = ["Globigerina_bulloides", "50% & more", "A#b~c", "x^y {z}"]
+REFERENCE_CV_COLUMNS = ["train_fraction", "classifier", "n_folds_used"] + [
+    f"{s}_{m}" for m in ("top1_accuracy", "top2_accuracy", "top3_accuracy", "f1_macro", "f1_weighted",
+                         "precision_macro", "recall_macro", "specificity_macro", "balanced_accuracy")
+    for s in ("mean", "std")]
+REFERENCE_FS_COLUMNS = ["few_shot_values", "classifier", "n_repeats_successful",
+                        "mean_top1_accuracy", "std_top1_accuracy", "mean_top2_accuracy", "std_top2_accuracy",
+                        "mean_top3_accuracy", "std_top3_accuracy"] + [
+    c for m in ("f1_macro", "f1_weighted", "precision_macro", "recall_macro", "specificity_macro",
+                "balanced_accuracy") for c in (m, f"{m}_std")]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    x = (rng.normal(size=(4, 12))[y] * 1.2 + rng.normal(size=(100, 12))).astype(np.float32)
+    emb = Embeddings(x, [f"{NAMES[c]}/img_{i}.png" for i, c in enumerate(y)], y, NAMES)
+    return emb.save(tmp_path_factory.mktemp("probe_store") / "store")
+
+
+def _compile_all(folder):
+    if shutil.which("pdflatex") is None:
+        return
+    for tex in sorted(folder.glob("*.tex")):
+        ok, log = compile_tex(tex)
+        assert ok, f"{tex.name} does not compile:\n{log}"
+
+
+def _check_figures(folder, stems):
+    for stem in stems:
+        png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
+        assert pdf.stat().st_size > 1000
+        with Image.open(png) as im:
+            assert im.size[0] > 300 and im.size[1] > 300
+
+
+def _in_unit(df, cols):
+    v = df[cols].to_numpy(dtype=float)
+    v = v[~np.isnan(v)]
+    assert v.size and (v >= 0).all() and (v <= 1).all()
+
+
+def test_probe_cli_paper_writes_reference_tables(store, tmp_path, capsys):
+    out = tmp_path / "paper"
+    rc = main(["probe", str(store), "--out", str(out), "--protocol", "paper", "--repeats", "2", "--episodes", "3",
+               "--shots", "1,2,5", "--jobs", "1", "--no-progress", "--literature-best", "0.9"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "top-1 accuracy" in text and "Logistic Regression" in text and "few-shot" in text
+
+    cv = pd.read_csv(out / "classification_cv_results.csv")
+    assert list(cv.columns) == REFERENCE_CV_COLUMNS
+    assert sorted(set(cv["train_fraction"])) == [0.1, 0.3, 0.5, 0.7, 1.0]
+    assert set(cv["classifier"]) == {"Logistic Regression", "k-Nearest Neighbours"}
+    _in_unit(cv, [c for c in cv.columns if c.startswith("mean_")])
+    assert (cv.loc[cv["train_fraction"] >= 0.3, "n_folds_used"] == 10).all()  # 2 repeats x 5 folds
+    assert (cv["n_folds_used"] <= 10).all()
+
+    fs = pd.read_csv(out / "few_shot_cv_results.csv")
+    assert list(fs.columns) == REFERENCE_FS_COLUMNS
+    assert fs["few_shot_values"].tolist() == [1, 1, 2, 2, 5, 5]
+    assert fs["classifier"].tolist()[:2] == ["k-Nearest Neighbours", "Logistic Regression"]
+    _in_unit(fs, ["mean_top1_accuracy", "f1_macro", "balanced_accuracy"])
+
+    per_class = pd.read_csv(out / "per_class_metrics.csv", keep_default_na=False)
+    assert list(per_class.columns) == ["classifier", "class_name", "precision", "recall", "f1", "support",
+                                       "n_predicted"]
+    assert per_class.groupby("classifier")["class_name"].apply(list).iloc[0] == NAMES
+    assert (per_class.groupby("classifier")["support"].sum() == 100).all()
+    _in_unit(per_class, ["precision", "recall", "f1"])
+
+    cm = pd.read_csv(out / "confusion_matrix.csv", keep_default_na=False)
+    assert list(cm.columns) == ["classifier", "true_class", "predicted_class", "count", "row_fraction"]
+    assert (cm.groupby("classifier")["count"].sum() == 100).all()  # the 5 test folds of repeat 0 cover every image
+    np.testing.assert_allclose(cm.groupby(["classifier", "true_class"])["row_fraction"].sum(), 1.0)
+
+    tex = (out / "classification_cv_results.tex").read_text()
+    assert tex.splitlines()[0] == "% requires: booktabs, graphicx"
+    assert r"\toprule" in tex and r"$\pm$" in tex
+    blocks = tex.split(r"\midrule")[1:]
+    assert len(blocks) == 5 and all(r"\textbf" in b for b in blocks)  # best value bolded within every fraction
+    per_class_tex = (out / "per_class_metrics.tex").read_text()
+    assert r"50\% \& more" in per_class_tex and r"Globigerina\_bulloides" in per_class_tex
+    assert r"x\textasciicircum{}y \{z\}" in per_class_tex
+    _compile_all(out)
+    _check_figures(out, ["accuracy_with_data", "few_shot_accuracy", "confusion_matrix"])
+    run = json.loads((out / "probe_run.json").read_text())
+    assert run["protocol"] == "paper" and run["n_classes"] == 4 and run["literature_best"] == 0.9
+    assert run["logreg_fits"] == cv.loc[cv["classifier"] == "Logistic Regression", "n_folds_used"].sum()
+    skipped = pd.read_csv(out / "skipped_splits.csv")
+    assert run["n_folds_skipped"] == len(skipped) == 50 - run["logreg_fits"]
+
+
+def test_probe_cli_standard_writes_intervals_and_paired_comparisons(store, tmp_path):
+    out = tmp_path / "standard"
+    rc = main(["probe", str(store), "--out", str(out), "--probes", "knn,centroid", "--repeats", "2",
+               "--fractions", "0.5,1", "--shots", "1,3", "--episodes", "4", "--jobs", "1", "--no-progress"])
+    assert rc == 0
+    cv = pd.read_csv(out / "classification_cv_results.csv", keep_default_na=False)
+    assert list(cv.columns[:3]) == ["train_fraction", "classifier", "n_folds_used"]
+    assert set(REFERENCE_CV_COLUMNS) <= set(cv.columns)
+    assert {"ci_low_top1_accuracy", "ci_high_top1_accuracy", "mean_cohen_kappa", "min_classes_trained"} <= set(cv.columns)
+    assert (cv["n_folds_used"] == 10).all()
+    lo, mean, hi = (cv[c].astype(float) for c in ("ci_low_top1_accuracy", "mean_top1_accuracy", "ci_high_top1_accuracy"))
+    assert ((lo <= mean) & (mean <= hi)).all()
+    paired = pd.read_csv(out / "classification_paired_comparison.csv")
+    assert set(paired["classifier_a"]) == {"k-Nearest Neighbours"} and set(paired["classifier_b"]) == {"Nearest Centroid"}
+    assert len(paired) == 4  # 2 fractions x 2 metrics
+    fs = pd.read_csv(out / "few_shot_cv_results.csv", keep_default_na=False)
+    assert set(REFERENCE_FS_COLUMNS) <= set(fs.columns) and "ci_low_top1_accuracy" in fs
+    assert (fs["n_repeats_successful"] == 4).all()
+    assert (pd.read_csv(out / "few_shot_paired_comparison.csv")["n_pairs"] == 4).all()
+    episodes = pd.read_csv(out / "few_shot_episodes.csv")
+    assert len(episodes) == 2 * 4 * 2
+    _compile_all(out)
+    _check_figures(out, ["accuracy_with_data", "few_shot_accuracy", "confusion_matrix"])
+
+
+def test_probe_cli_bad_input_exits_2(store, tmp_path, capsys):
+    emb = load_embeddings(store)
+    unlabelled = Embeddings(np.asarray(emb.features), emb.paths, np.full(len(emb), -1), emb.class_names,
+                            meta=emb.meta).save(tmp_path / "unlabelled")
+    assert main(["probe", str(unlabelled), "--out", str(tmp_path / "o"), "--jobs", "1"]) == 2
+    assert "no labels" in capsys.readouterr().err
+    assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--literature-best", "87.4"]) == 2
+    assert "fraction" in capsys.readouterr().err
+    assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--probes", "svm"]) == 2
+    assert "unknown probe" in capsys.readouterr().err
+
+
+def test_confusion_matrix_figure_stays_readable_at_50_classes():
+    from palaeo_ssl.plots.probes import confusion_matrix
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 20, size=(50, 50)) + np.diag(np.full(50, 200))
+    fig = confusion_matrix(big, [f"Very long taxon name number {i}" for i in range(50)])
+    ax = fig.axes[0]
+    assert len(ax.get_xticklabels()) == 50 and len(ax.texts) == 0  # no unreadable annotations
+    assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 7
+    assert all(len(t.get_text()) <= 28 for t in ax.get_yticklabels())
+    w, h = fig.get_size_inches()
+    assert h >= 13
+    small = confusion_matrix(np.array([[5, 1], [0, 6]]), ["a", "b"])
+    assert [t.get_text() for t in small.axes[0].texts] == ["83", "17", "100"]
+
+
+def test_classify_store_writes_predictions(store, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["classify", str(store), "--probe-from", str(store), "--out", str(out), "--probe", "centroid"]) == 0
+    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(pred.columns) == ["path", "predicted_class", "probability", "top2_class", "top2_probability",
+                                  "top3_class", "top3_probability", "true_class"]
+    assert len(pred) == 100 and set(pred["predicted_class"]) <= set(NAMES)
+    assert ((pred["probability"] >= pred["top2_probability"]) & (pred["top2_probability"] >= pred["top3_probability"])).all()
+    assert (pred["predicted_class"] == pred["true_class"]).mean() > 0.8
+    assert "100 images classified" in capsys.readouterr().out
+
+
+def test_classify_image_folder_embeds_like_the_labelled_store(tiny_model, tmp_path, capsys):
+    from palaeo_ssl import extract_embeddings
+    from palaeo_ssl.extract import settings_from_meta
+    from palaeo_ssl.testing import make_class_folder_dataset
+
+    labelled_images = make_class_folder_dataset(tmp_path / "labelled", n_classes=3, per_class=4, seed=1)
+    new_images = make_class_folder_dataset(tmp_path / "new", n_classes=3, per_class=2, seed=2)
+    extract_embeddings(labelled_images, model=str(tiny_model), out=tmp_path / "lab", pooling="mean", image_size=32,
+                       progress=False, workers=0)
+    out = tmp_path / "pred"
+    rc = main(["classify", str(new_images), "--probe-from", str(tmp_path / "lab"), "--out", str(out),
+               "--no-progress", "--workers", "0"])
+    assert rc == 0
+    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert len(pred) == 6 and pred["path"].str.endswith(".png").all()
+    assert np.isfinite(pred["probability"]).all()
+    new_emb = load_embeddings(out / "embeddings")
+    assert settings_from_meta(new_emb.meta) == settings_from_meta(load_embeddings(tmp_path / "lab").meta)
+    # a store made with other settings is refused
+    other = load_embeddings(tmp_path / "lab")
+    other.meta["pooling"] = "cls"
+    other.save(tmp_path / "other")
+    assert main(["classify", str(tmp_path / "other"), "--probe-from", str(tmp_path / "lab"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "made differently" in capsys.readouterr().err
