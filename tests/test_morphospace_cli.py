@@ -152,6 +152,16 @@ def test_summary_and_paper_protocol_reuse_the_projections(standard_run, store, t
     merged = clus.merge(std, on=["Pipeline", "Algorithm"], suffixes=("", "_std"))
     np.testing.assert_allclose(merged["ARI"], merged["ARI_std"])  # same seed, same clusters
     assert not list(out.glob("*.png"))
+    # the same inputs and seed give byte-identical tables
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(standard_run / "projections.npz", again / "projections.npz")
+    assert main(["morphospace", str(store), "--out", str(again), "--protocol", "paper", "--no-progress",
+                 "--no-figures", "--bootstrap", "20", "--bootstrap-std", "3"]) == 0
+    csvs = sorted(p.name for p in out.glob("*.csv"))
+    assert len(csvs) >= 8 and csvs == sorted(p.name for p in again.glob("*.csv"))
+    for name in csvs + ["clustering_metrics.tex", "morphology_report.tex"]:
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
 
 def test_unlabelled_store(store, tmp_path):

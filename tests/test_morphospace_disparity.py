@@ -39,6 +39,7 @@ def test_summary_matches_pdist_and_sklearn(n, d):
     assert s["mean_pairwise_distance"] == pytest.approx(dist.mean(), abs=1e-6)
     assert s["std_pairwise_distance"] == pytest.approx(dist.std(), abs=1e-6)
     assert dp.mean_pairwise_distance(x) == pytest.approx(dist.mean(), abs=1e-6)
+    assert dp.pairwise_distance_std(x) == pytest.approx(dist.std(), abs=1e-6)
     # the identity the issue names: variance sum (ddof=1) == mean pairwise cosine distance for unit vectors
     assert s["variance_sum"] == pytest.approx(u.astype(np.float64).var(axis=0, ddof=1).sum(), abs=1e-6)
     c = u.mean(axis=0)
@@ -50,8 +51,12 @@ def test_summary_matches_pdist_and_sklearn(n, d):
     assert dp.effective_rank(x) == pytest.approx(s["effective_rank"])
 
 
-def test_zero_row_is_rejected():
+def test_unit_rows():
     x = _data(10, 4)
+    u = dp.unit_rows(x)
+    assert u.dtype == np.float32 and np.allclose(np.linalg.norm(u, axis=1), 1, atol=1e-6)
+    assert dp.unit_rows(u) is u  # already normalised: no copy
+    assert dp.unit_rows(x.astype(np.float64)).dtype == np.float32
     x[3] = 0
     with pytest.raises(ValueError, match="row 3"):
         dp.unit_rows(x)

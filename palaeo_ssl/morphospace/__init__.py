@@ -21,6 +21,7 @@ from .disparity import (
     distance_histogram,
     effective_rank,
     mean_pairwise_distance,
+    pairwise_distance_std,
     permutation_test,
     rarefaction,
 )
@@ -39,7 +40,7 @@ __all__ = [
     "ClusteringResult", "bootstrap_disparity", "cluster_morphospace", "clustering_scores", "compute_projections",
     "disparity_per_class", "disparity_summary", "disparity_table", "distance_histogram", "effective_rank",
     "explorer_inputs", "find_similar", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
-    "mean_pairwise_distance", "nearest_neighbours", "neighbour_label_scores", "neighbourhood_table",
+    "mean_pairwise_distance", "nearest_neighbours", "pairwise_distance_std", "neighbour_label_scores", "neighbourhood_table",
     "pca_projection", "permutation_test", "rarefaction", "run_morphospace", "run_morphospace_report",
     "similar_table", "stability", "suspect_labels", "tsne_projection", "umap_projection",
 ]

@@ -65,7 +65,7 @@ METRIC_COLUMNS = [
     "Pipeline", "Algorithm", "n_clusters", "ARI", "AMI", "Purity", "Silhouette", "DaviesBouldin",
     "Noise Fraction", "Components Used",
     "NMI", "V-measure", "Purity (excluding noise)", "Silhouette (own space)", "DaviesBouldin (own space)",
-    "Stability (ARI)", "n_fit", "Parameters", "Seconds",
+    "Stability (ARI)", "n_fit", "Parameters",
 ]
 
 
@@ -419,7 +419,7 @@ def cluster_morphospace(
             log.debug("  %s / %s: %d clusters, %.1f s", pipeline, algo, scores["n_clusters"], elapsed)
             row = {"Pipeline": pipeline, "Algorithm": algo, **scores, "Components Used": int(z.shape[1]),
                    "Stability (ARI)": stab, "n_fit": int(params.get("fit_on", n)),
-                   "Parameters": "; ".join(f"{k}={v}" for k, v in params.items()), "Seconds": round(elapsed, 2)}
+                   "Parameters": "; ".join(f"{k}={'min_cluster_size' if v is None else v}" for k, v in params.items())}
             rows.append(row)
             out_labels[(pipeline, algo)] = pred
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)

@@ -55,15 +55,22 @@ _CHUNK = 8192
 
 # ---------------------------------------------------------------------- helpers
 def unit_rows(features: np.ndarray) -> np.ndarray:
-    """L2-normalised float32 copy of ``features`` (N, D); raises ValueError on a zero row."""
-    x = np.asarray(features, dtype=np.float32)
+    """L2-normalised float32 rows of ``features`` (N, D); raises ValueError on a zero row.
+
+    Rows that are already float32 and of unit length are returned as they are
+    (no copy), so the analyses can pass one normalised array around.
+    """
+    x = np.asarray(features)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N x D), got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x32 = x if x.dtype == np.float32 else x.astype(np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x32, x32, dtype=np.float64))
     if x.shape[0] and float(norms.min()) == 0.0:
-        bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
+        bad = int(np.flatnonzero(norms == 0)[0])
         raise ValueError(f"row {bad} of the features is all zeros: its cosine distance is undefined")
-    return x / norms
+    if x32 is x and x.flags.c_contiguous and x.flags.writeable and (x.shape[0] == 0 or np.abs(norms - 1.0).max() < 1e-6):
+        return x
+    return x32 / norms[:, None].astype(np.float32)
 
 
 def _counts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -209,6 +216,14 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     Equals ``scipy.spatial.distance.pdist(features, "cosine").mean()``.
     """
     return _linear_stats(unit_rows(features))["mean_pairwise_distance"]
+
+
+def pairwise_distance_std(features: np.ndarray) -> float:
+    """Exact standard deviation (ddof = 0) of the cosine distances over all pairs i < j, in O(N·D²).
+
+    Equals ``scipy.spatial.distance.pdist(features, "cosine").std()``.
+    """
+    return _pairwise_std(unit_rows(features))
 
 
 def effective_rank(features: np.ndarray) -> float:

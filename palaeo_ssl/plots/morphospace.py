@@ -76,15 +76,17 @@ def plot_projection(
     axis_labels: tuple[str, str] = ("1", "2"),
     legend_title: str | None = "class",
     note: str | None = None,
+    grey_name: str = "unlabelled",
 ) -> list[Path]:
     """A 2-D projection coloured by class (or cluster); -1 points in grey.
 
     ``coords`` (N, 2) (NaN rows are not drawn: e.g. images outside a t-SNE
-    subsample), ``groups`` (N,) indices into ``group_names``. ``note`` is printed
-    under the title (e.g. the explained variance or the subsample size).
+    subsample), ``groups`` (N,) indices into ``group_names``; -1 points are
+    listed as ``grey_name``. ``note`` is printed under the title (e.g. the
+    explained variance or the subsample size).
     """
     fig, ax = plt.subplots(figsize=(7.2, 5.4))
-    entries = _draw_groups(ax, coords, groups, group_names)
+    entries = _draw_groups(ax, coords, groups, group_names, noise_name=grey_name)
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title + (f"\n{note}" if note else ""), fontsize=9)
