@@ -18,6 +18,8 @@ import pandas as pd
 from . import class_colors, plt, save_figure
 
 NOISE_COLOR = (0.72, 0.72, 0.72, 1.0)
+#: contact sheets are drawn at this resolution, one thumbnail pixel per output pixel
+SHEET_DPI = 150
 #: legends list at most this many groups; beyond it the figure says how many groups there are
 MAX_LEGEND = 60
 
@@ -221,34 +223,55 @@ def plot_contact_sheet(
     *,
     title: str,
     ncols: int = 5,
-    thumb_px: int = 256,
+    thumb_px: int = 220,
     empty_message: str = "nothing to show",
 ) -> list[Path]:
-    """A grid of image thumbnails with a caption under each.
+    """A grid of image thumbnails with a caption above each.
 
     ``image_paths`` (absolute, or None) and ``captions`` have one entry per
-    tile; a file that cannot be read is drawn as a grey tile saying so.
+    tile; a file that cannot be read is drawn as a grey tile saying so. The
+    thumbnails (``thumb_px`` pixels, aspect kept) are composed into one picture
+    drawn pixel for pixel at :data:`SHEET_DPI` (fast to write, one image in the
+    PDF); the captions stay text.
     """
     n = len(image_paths)
     ncols = max(1, min(ncols, n)) if n else 1
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.55 * nrows + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    if n == 0:
-        axes[0][0].text(0.5, 0.5, empty_message, ha="center", va="center", fontsize=9)
-    for i, (path, cap) in enumerate(zip(image_paths, captions)):
-        ax = axes[i // ncols][i % ncols]
-        img = _thumbnail(path, thumb_px)
+    lines = max([str(c).count("\n") + 1 for c in captions] + [1])
+    band = int(thumb_px * 0.09 * lines) + 8  # caption band above each tile, in pixels
+    cell_h = thumb_px + band
+    canvas = np.full((nrows * cell_h, ncols * thumb_px, 3), 255, dtype=np.uint8)
+    unreadable = []
+    for i, path in enumerate(image_paths):
+        r, c = divmod(i, ncols)
+        y0, x0 = r * cell_h + band, c * thumb_px
+        pad = 4
+        img = _thumbnail(path, thumb_px - 2 * pad)
         if img is None:
-            ax.imshow(np.full((8, 8, 3), 0.85))
-            ax.text(0.5, 0.5, "image not\nreadable", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-        else:
-            ax.imshow(np.asarray(img))
-        ax.set_title(cap, fontsize=6.5)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, stem)
+            canvas[y0 + pad:y0 + thumb_px - pad, x0 + pad:x0 + thumb_px - pad] = 217
+            unreadable.append((x0 + thumb_px / 2, y0 + thumb_px / 2))
+            continue
+        arr = np.asarray(img)
+        h, w = arr.shape[:2]
+        oy, ox = y0 + (thumb_px - h) // 2, x0 + (thumb_px - w) // 2
+        canvas[oy:oy + h, ox:ox + w] = arr[..., :3]
+    width_in = canvas.shape[1] / SHEET_DPI
+    body_in = canvas.shape[0] / SHEET_DPI
+    fig = plt.figure(figsize=(width_in, body_in + 0.4))
+    ax = fig.add_axes((0, 0, 1, body_in / (body_in + 0.4)))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    fontsize = 5.5 if thumb_px >= 200 else 4.5
+    for i, cap in enumerate(captions[:n]):
+        r, c = divmod(i, ncols)
+        ax.text(c * thumb_px + thumb_px / 2, r * cell_h + band - 3, str(cap), ha="center", va="bottom",
+                fontsize=fontsize, linespacing=1.1)
+    for x, y in unreadable:
+        ax.text(x, y, "image not\nreadable", ha="center", va="center", fontsize=7, color="0.3")
+    if n == 0:
+        ax.text(canvas.shape[1] / 2, canvas.shape[0] / 2, empty_message, ha="center", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=8, y=0.995, va="top")
+    return save_figure(fig, stem, dpi=SHEET_DPI)
 
 
 def plot_silhouette_search(curves: Mapping[str, Mapping[int, float]], chosen: Mapping[str, int], stem: str | Path) -> list[Path]:
