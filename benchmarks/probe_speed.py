@@ -226,7 +226,12 @@ def reference_few_shot(x, y, sw: Stopwatch, shots=(1, 2, 3, 5, 10, 20), episodes
 
 # ---------------------------------------------------------------------- measuring
 class PeakRSS:
-    """Peak resident memory (MiB) of this process plus all its descendants, sampled in a thread."""
+    """Peak resident memory (MiB) and CPU seconds of this process plus all its descendants.
+
+    Sampled in a thread every ``interval`` seconds; CPU time (user + system) counts what each
+    process used between ``__enter__`` and ``__exit__``, so it does not depend on how busy the
+    machine was (wall time does).
+    """
 
     def __init__(self, interval: float = 0.05):
         import psutil
@@ -234,6 +239,9 @@ class PeakRSS:
         self.proc = psutil.Process()
         self.interval = interval
         self.peak = 0.0
+        self.cpu_s = 0.0
+        self._start: dict[int, float] = {}
+        self._last: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -242,6 +250,8 @@ class PeakRSS:
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
                 total += p.memory_info().rss
+                t = p.cpu_times()
+                self._last[p.pid] = t.user + t.system
             except Exception:
                 pass
         return total / 2**20
@@ -253,6 +263,7 @@ class PeakRSS:
 
     def __enter__(self):
         self.peak = self._sample()
+        self._start = dict(self._last)  # processes alive now count from here on, later ones from birth
         self._thread.start()
         return self
 
@@ -260,6 +271,7 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._sample())
+        self.cpu_s = sum(v - self._start.get(pid, 0.0) for pid, v in self._last.items())
 
 
 def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
@@ -326,7 +338,8 @@ def main(argv=None) -> int:
         cv, fs, t_cv, t_fs = run_ours(x, y, args.jobs, args.episodes, args.repeats)
     total = t_cv + t_fs
     print(f"\npalaeo-ssl (paper protocol, n_jobs={args.jobs}): {total:.1f} s  "
-          f"[cross-validation {t_cv:.1f} s, few-shot {t_fs:.1f} s]  peak RSS {mem.peak:.0f} MiB (with workers)")
+          f"[cross-validation {t_cv:.1f} s, few-shot {t_fs:.1f} s]  peak RSS {mem.peak:.0f} MiB (with workers)  "
+          f"CPU {mem.cpu_s:.0f} s (with workers)")
     for label, res in (("cross-validation", cv), ("few-shot", fs)):
         print(f"  {label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
     lr = cv.folds[cv.folds["classifier"] == "Logistic Regression"]
@@ -348,7 +361,7 @@ def main(argv=None) -> int:
         d_cv, d_fs = max_difference(rcv, cv.table), max_difference(rfs, fs.table)
         same = d_cv <= 1e-6 and d_fs <= 1e-6
         print(f"\nreference, plain sequential ({label}): {r_total:.1f} s  [cross-validation {r_cv:.1f} s, "
-              f"few-shot {r_fs:.1f} s]  peak RSS {mem_ref.peak:.0f} MiB")
+              f"few-shot {r_fs:.1f} s]  peak RSS {mem_ref.peak:.0f} MiB  CPU {mem_ref.cpu_s:.0f} s")
         print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
         print(f"  max |difference| of the tables: cross-validation {d_cv:.1e}, few-shot {d_fs:.1e} "
               f"-> {'identical (<= 1e-6)' if same else 'different'}")

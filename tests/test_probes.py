@@ -242,3 +242,33 @@ def test_unlabelled_embeddings_are_a_user_error():
         cross_validate(emb, n_jobs=1)
     with pytest.raises(UserError, match="protocol"):
         few_shot(blobs(n=20), protocol="best", n_jobs=1)
+
+
+# ---------------------------------------------------------------------- engine and shared neighbours
+def test_candidates_give_votes_only_when_the_k_nearest_are_determined():
+    from palaeo_ssl.probes.neighbours import knn_proba_from_candidates
+
+    idx = np.array([[9, 0, 1, 2, 3, 4, 5, 6]])
+    train = np.arange(8)              # image 9 (the query itself) is not in training
+    pos = np.array([0, 0, 1, 1, 2, 0, 1, 2])
+    dist = np.array([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]], dtype=np.float32)
+    proba = knn_proba_from_candidates(idx, dist, train, pos, 10, 3, k=5)
+    np.testing.assert_array_equal(proba, [[0.4, 0.4, 0.2]])  # the 5 nearest training images: classes 0,0,1,1,2
+    tied = dist.copy()
+    tied[0, 6] = tied[0, 5]           # 5th and 6th training neighbours equally far
+    assert knn_proba_from_candidates(idx, tied, train, pos, 10, 3, k=5) is None
+    assert knn_proba_from_candidates(idx[:, :6], dist[:, :6], train, pos, 10, 3, k=5) is None  # too few
+
+
+def test_workers_that_cannot_start_fall_back_to_this_process(monkeypatch):
+    import palaeo_ssl.probes.engine as engine
+
+    emb = blobs(n=90, d=6, c=3)
+    expected = cross_validate(emb, protocol="paper", fractions=(1.0,), n_repeats=1, n_jobs=1)
+
+    def broken(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(engine, "_execute_parallel", broken)
+    got = cross_validate(emb, protocol="paper", fractions=(1.0,), n_repeats=1, n_jobs=2)
+    pd.testing.assert_frame_equal(expected, got)

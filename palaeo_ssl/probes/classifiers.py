@@ -6,10 +6,12 @@ Each probe exists in two settings:
     ``logreg``: ``LogisticRegression(C=1, max_iter=1000, class_weight="balanced",
     random_state=42)`` on the raw features. ``knn``: k=5 (``min(5, shots)`` in
     few-shot), uniform votes, cosine on L2-normalised features; computed here
-    with one BLAS product per split instead of scikit-learn's
-    ``Normalizer + KNeighborsClassifier(metric="cosine")`` pipeline, with the
-    same arithmetic so the probabilities are bit-identical (votes tied
-    between classes go to the lowest class index, as there).
+    without scikit-learn's ``Normalizer + KNeighborsClassifier(metric="cosine")``
+    pipeline but with the same arithmetic, so the probabilities are
+    bit-identical (votes tied between classes go to the lowest class index,
+    as there). Numbers equal the reference run with one BLAS thread, as its
+    notebook sets ``OMP_NUM_THREADS=1``; multi-threaded BLAS sums the
+    logistic-regression gradient in another order and can flip a few predictions.
 
 ``standard`` (sound defaults)
     ``logreg``: features standardised on the training split, C chosen from

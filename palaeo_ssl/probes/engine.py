@@ -5,15 +5,17 @@ evaluated on one fixed test set. Tasks are independent, so they run in any
 order and in parallel; results come back in task order, so the numbers do not
 depend on ``n_jobs``. Every task runs with the BLAS thread pool limited to one
 thread: the matrices of a probe fit are too small for threaded BLAS to pay
-off, and on a shared machine a second BLAS thread that waits for a busy core
-makes a logistic-regression fit several times slower (measured by
-``benchmarks/probe_speed.py``). Parallelism comes from running tasks in
-``n_jobs`` processes instead. The feature matrix reaches the workers as a
+off (on the 2-core development machine a logistic-regression fit with two
+BLAS threads was 3-15x slower, ``benchmarks/probe_speed.py``), and threaded
+BLAS sums in an order that depends on the thread count, which would make the
+numbers depend on the machine. Parallelism comes from running tasks in
+``n_jobs`` processes instead (in this process if they cannot start). The feature matrix reaches the workers as a
 memory-mapped ``.npy`` file, written once per run, not copied per task.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -40,6 +42,8 @@ from .classifiers import (
 )
 from .metrics import ranked_split_metrics, reference_split_metrics
 from .neighbours import knn_proba_from_candidates, shared_distances_apply
+
+log = logging.getLogger(__name__)
 
 #: metric_mode values: how a task's predictions become metrics
 REFERENCE_CV = "reference_cv"          # reference code, cross-validation (specificity over training classes)
@@ -208,26 +212,35 @@ def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None 
                     results.append(run_task(t, X, y, extras))
                     bar.update(1)
             return results
-        order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
-        results: list[Any] = [None] * len(tasks)
-        with tempfile.TemporaryDirectory(prefix="palaeo-ssl-probes-") as tmp:
-            x_path = str(Path(tmp) / "X.npy")
-            y_path = str(Path(tmp) / "y.npy")
-            np.save(x_path, np.ascontiguousarray(X))
-            np.save(y_path, np.asarray(y))
-            extra_paths = {}
-            for name, arr in extras.items():
-                extra_paths[name] = str(Path(tmp) / f"{name}.npy")
-                np.save(extra_paths[name], np.ascontiguousarray(arr))
-            gen = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=1,
-                           pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_path, y_path, tasks[i], extra_paths)
-                                                    for i in order)
-            for i, res in zip(order, gen):
-                results[i] = res
-                bar.update(1)
-        return results
+        try:
+            return _execute_parallel(tasks, X, y, n_jobs, bar, extras)
+        except (OSError, ImportError, RuntimeError) as exc:  # e.g. no worker processes allowed here
+            log.warning("probe workers could not run (%s); continuing in this process", exc)
+            bar.close()
+            return execute(tasks, X, y, n_jobs=1, progress=progress, desc=desc, extras=extras)
     finally:
         bar.close()
+
+
+def _execute_parallel(tasks, X, y, n_jobs, bar, extras):
+    order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
+    results: list[Any] = [None] * len(tasks)
+    with tempfile.TemporaryDirectory(prefix="palaeo-ssl-probes-") as tmp:
+        x_path = str(Path(tmp) / "X.npy")
+        y_path = str(Path(tmp) / "y.npy")
+        np.save(x_path, np.ascontiguousarray(X))
+        np.save(y_path, np.asarray(y))
+        extra_paths = {}
+        for name, arr in extras.items():
+            extra_paths[name] = str(Path(tmp) / f"{name}.npy")
+            np.save(extra_paths[name], np.ascontiguousarray(arr))
+        gen = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=1,
+                       pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_path, y_path, tasks[i], extra_paths)
+                                                for i in order)
+        for i, res in zip(order, gen):
+            results[i] = res
+            bar.update(1)
+    return results
 
 
 class _NoBar:

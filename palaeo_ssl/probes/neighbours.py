@@ -93,17 +93,21 @@ def candidate_lists(z: np.ndarray, m: int = N_CANDIDATES, block: int = 512, n_jo
     m = min(m, n)
     # blocks of equal size (never a tiny last block, which BLAS would treat with other kernels)
     blocks = np.array_split(np.arange(n), max(1, n // block))
-    if n_jobs == 1 or len(blocks) == 1:
-        with threadpool_limits(limits=1):
-            parts = [candidate_block(z, b, m) for b in blocks]
-    else:
+    parts = None
+    if n_jobs != 1 and len(blocks) > 1:
         from joblib import Parallel, delayed
 
-        with tempfile.TemporaryDirectory(prefix="palaeo-ssl-knn-") as tmp:
-            path = str(Path(tmp) / "z.npy")
-            np.save(path, np.ascontiguousarray(z))
-            parts = Parallel(n_jobs=n_jobs, backend="loky")(
-                delayed(_block_from_file)(path, b[0], b[-1] + 1, m) for b in blocks)
+        try:
+            with tempfile.TemporaryDirectory(prefix="palaeo-ssl-knn-") as tmp:
+                path = str(Path(tmp) / "z.npy")
+                np.save(path, np.ascontiguousarray(z))
+                parts = Parallel(n_jobs=n_jobs, backend="loky")(
+                    delayed(_block_from_file)(path, b[0], b[-1] + 1, m) for b in blocks)
+        except (OSError, ImportError, RuntimeError):  # no worker processes here: run in this process
+            parts = None
+    if parts is None:
+        with threadpool_limits(limits=1):
+            parts = [candidate_block(z, b, m) for b in blocks]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
