@@ -41,7 +41,7 @@ from .classifiers import (
     weighted_knn_scores,
 )
 from .metrics import ranked_split_metrics, reference_split_metrics
-from .neighbours import knn_proba_from_candidates, shared_distances_apply
+from .neighbours import MIN_SHARED_SIDE, candidate_votes, shared_distances_apply
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,23 @@ def _reference_knn(task: Task, train: np.ndarray, y_train: np.ndarray, classes: 
     k = REFERENCE_K if task.shots is None else min(REFERENCE_K, task.shots)
     k = max(1, min(k, len(train)))
     pos = np.searchsorted(classes, y_train)
+    test = task.test
     if (task.metric_mode == REFERENCE_CV and "cand_idx" in extras
-            and shared_distances_apply(len(task.test), len(train), z.shape[1])):
-        proba = knn_proba_from_candidates(np.asarray(extras["cand_idx"][task.test]),
-                                          np.asarray(extras["cand_dist"][task.test]), train, pos, z.shape[0],
-                                          len(classes), k)
-        if proba is not None:
+            and shared_distances_apply(len(test), len(train), z.shape[1])):
+        proba, resolved = candidate_votes(np.asarray(extras["cand_idx"][test]), np.asarray(extras["cand_dist"][test]),
+                                          train, pos, z.shape[0], len(classes), k)
+        if resolved.all():
             return proba
-    return knn_proba_normalized(np.asarray(z[task.test]), np.asarray(z[train]), pos, len(classes), k)
+        # the undetermined rows, padded with others to a block the blocked BLAS kernel computes
+        # exactly as in the whole fold's product
+        bad = np.flatnonzero(~resolved)
+        block = max(len(bad), 2 * MIN_SHARED_SIDE)
+        if block <= len(test) // 4 and shared_distances_apply(block, len(train), z.shape[1]):
+            rows = np.union1d(bad, np.flatnonzero(resolved)[: block - len(bad)])
+            sub = knn_proba_normalized(np.asarray(z[test[rows]]), np.asarray(z[train]), pos, len(classes), k)
+            proba[bad] = sub[np.searchsorted(rows, bad)]
+            return proba
+    return knn_proba_normalized(np.asarray(z[test]), np.asarray(z[train]), pos, len(classes), k)
 
 
 def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None

@@ -118,9 +118,9 @@ def _block_from_file(path: str, start: int, stop: int, m: int):
         return candidate_block(np.load(path, mmap_mode="r"), np.arange(start, stop), m)
 
 
-def knn_proba_from_candidates(cand_idx: np.ndarray, cand_dist: np.ndarray, train: np.ndarray,
-                              train_pos: np.ndarray, n_total: int, n_classes: int, k: int) -> np.ndarray | None:
-    """Uniform k-NN probabilities of the test images whose candidate lists are given, or None.
+def candidate_votes(cand_idx: np.ndarray, cand_dist: np.ndarray, train: np.ndarray, train_pos: np.ndarray,
+                    n_total: int, n_classes: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform k-NN probabilities of test images from their candidate lists, where they are determined.
 
     Parameters
     ----------
@@ -129,25 +129,36 @@ def knn_proba_from_candidates(cand_idx: np.ndarray, cand_dist: np.ndarray, train
     train_pos : (n_train,) class position (0..n_classes-1) of each training image.
     n_total : N.
 
-    Returns (n_test, n_classes) float64 votes / k, bit-identical to the
-    reference's, or None when some test image's k nearest training images are
-    not determined by its candidates (then compute the fold directly).
+    Returns (proba (n_test, n_classes) float64 votes / k, bit-identical to the
+    reference's in the rows where ``resolved`` is True; resolved (n_test,) bool).
+    A row is unresolved when fewer than k + 1 of its candidates are training
+    images or its k-th and (k+1)-th nearest training images are equally far
+    (then ``argpartition`` on the whole row decides).
     """
     pos_of = np.full(n_total, -1, dtype=np.intp)
     pos_of[train] = train_pos
+    n = cand_idx.shape[0]
+    proba = np.zeros((n, n_classes), dtype=np.float64)
+    if cand_idx.shape[1] == 0:
+        return proba, np.zeros(n, dtype=bool)
     cls = pos_of[cand_idx]                      # class position of each candidate, -1 if not in training
     member = cls >= 0
     count = np.cumsum(member, axis=1)
-    if count.shape[1] == 0 or (count[:, -1] < k + 1).any():
-        return None
-    rows = np.arange(cand_idx.shape[0])
+    enough = count[:, -1] >= k + 1
+    rows = np.arange(n)
     kth = np.argmax(count >= k, axis=1)         # position of the k-th training candidate
     next_ = np.argmax(count >= k + 1, axis=1)   # ... and of the (k+1)-th
-    if not (cand_dist[rows, kth] < cand_dist[rows, next_]).all():
-        return None                             # a tie at the k-th neighbour: let argpartition decide
-    chosen = member & (count <= k)
-    proba = np.zeros((cand_idx.shape[0], n_classes), dtype=np.float64)
+    resolved = enough & (cand_dist[rows, kth] < cand_dist[rows, next_])
+    chosen = member & (count <= k) & resolved[:, None]
     r, c = np.nonzero(chosen)
     np.add.at(proba, (r, cls[r, c]), 1.0)
-    proba /= proba.sum(axis=1, keepdims=True)
-    return proba
+    sums = proba.sum(axis=1, keepdims=True)
+    np.divide(proba, sums, out=proba, where=sums > 0)
+    return proba, resolved
+
+
+def knn_proba_from_candidates(cand_idx: np.ndarray, cand_dist: np.ndarray, train: np.ndarray,
+                              train_pos: np.ndarray, n_total: int, n_classes: int, k: int) -> np.ndarray | None:
+    """:func:`candidate_votes` when every row is determined, else None."""
+    proba, resolved = candidate_votes(cand_idx, cand_dist, train, train_pos, n_total, n_classes, k)
+    return proba if resolved.all() else None
