@@ -13,10 +13,12 @@ features, and the peak RSS of extraction subprocesses on N and 4N images.
 
 Usage:
   python benchmarks/extract_throughput.py [--arch vits16|vitb16|vitl16] [--images DIR] [--repeat 3]
-      [--batch-size 32] [--device cpu|cuda]
+      [--rounds 3] [--batch-size 32] [--device cpu|cuda]
 
 Without --images it uses ../shared/data/fusulinids when present, else the
-synthetic data/example. Timing on shared machines is noisy: compare ratios.
+synthetic data/example. Timing on shared machines is noisy: the five measurements run
+interleaved in --rounds rounds after a warm-up, and each ratio is the median of its per-round
+ratios.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ def main() -> None:
     ap.add_argument("--arch", default="vits16", choices=["vits16", "vitb16", "vitl16"])
     ap.add_argument("--images", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="use each image this many times (default 3)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of all five measurements; ratios are per-round medians (default 3)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpu-dtype", default="bfloat16", help="dtype of the end-to-end run compared on GPU")
@@ -148,26 +152,44 @@ def main() -> None:
         model_dir = write_model(args.arch, tmp / "model")
         print(f"images: {n} ({src}, x{args.repeat}); backbone: DINOv3 {args.arch} config, random weights; "
               f"device {args.device}; torch threads {torch.get_num_threads()}; batch {args.batch_size}")
-        results = {}
+        # Interleaved rounds: every round runs all five measurements one after another, so
+        # a burst of load from elsewhere hits one round rather than one measurement; the
+        # ratios are taken within each round and summarised by their median.
+        names = ["a_f32", "b_f32", "c_f32", "a_bf16", "b_bf16"]
+        rounds: list[dict[str, float]] = []
         t = time.perf_counter()
-        results["a_f32"] = model_only(model_dir, n, args.batch_size, "float32", args.device)
-        results["b_f32"], f32 = end_to_end(model_dir, data, tmp / "out_f32", "float32", args.batch_size, args.device)
-        results["c_f32"], _ = reference_recipe(model_dir, data, args.device)
-        results["a_bf16"] = model_only(model_dir, n, args.batch_size, "bfloat16", args.device)
-        results["b_bf16"], bf16 = end_to_end(model_dir, data, tmp / "out_bf16", "bfloat16", args.batch_size,
+        model_only(model_dir, 2 * args.batch_size, args.batch_size, "float32", args.device)  # warm caches
+        for r in range(args.rounds):
+            res = {}
+            res["a_f32"] = model_only(model_dir, n, args.batch_size, "float32", args.device)
+            res["b_f32"], f32 = end_to_end(model_dir, data, tmp / f"out_f32_{r}", "float32", args.batch_size,
+                                           args.device)
+            res["c_f32"], _ = reference_recipe(model_dir, data, args.device)
+            res["a_bf16"] = model_only(model_dir, n, args.batch_size, "bfloat16", args.device)
+            res["b_bf16"], bf16 = end_to_end(model_dir, data, tmp / f"out_bf16_{r}", "bfloat16", args.batch_size,
                                              args.device)
+            rounds.append(res)
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {res[k]:.1f}" for k in names)
+                  + " images/s", flush=True)
+        med = {k: float(np.median([res[k] for res in rounds])) for k in names}
+
+        def ratio(num: str, den: str) -> str:
+            per = [res[num] / res[den] for res in rounds]
+            return f"{np.median(per):.2f} (rounds: {', '.join(f'{x:.2f}' for x in per)})"
+
         fn = f32 / np.linalg.norm(f32, axis=1, keepdims=True)
         bn = bf16 / np.linalg.norm(bf16, axis=1, keepdims=True)
         cos = float(np.mean(np.sum(fn * bn, axis=1)))
-        print(f"(a) model only, float32:        {results['a_f32']:8.1f} images/s")
-        print(f"(b) extract_embeddings, float32: {results['b_f32']:8.1f} images/s")
-        print(f"(c) reference recipe, float32:   {results['c_f32']:8.1f} images/s")
-        print(f"(a) model only, bfloat16:       {results['a_bf16']:8.1f} images/s")
-        print(f"(b) extract_embeddings, bf16:    {results['b_bf16']:8.1f} images/s")
-        print(f"b/a float32   = {results['b_f32'] / results['a_f32']:.2f}   (target >= 0.90 on CPU)")
-        print(f"b/c float32   = {results['b_f32'] / results['c_f32']:.2f}")
-        print(f"b/a bfloat16  = {results['b_bf16'] / results['a_bf16']:.2f}")
-        print(f"b/c bf16 vs reference float32 = {results['b_bf16'] / results['c_f32']:.2f}   "
+        print(f"median over {args.rounds} rounds:")
+        print(f"(a) model only, float32:         {med['a_f32']:8.1f} images/s")
+        print(f"(b) extract_embeddings, float32: {med['b_f32']:8.1f} images/s")
+        print(f"(c) reference recipe, float32:   {med['c_f32']:8.1f} images/s")
+        print(f"(a) model only, bfloat16:        {med['a_bf16']:8.1f} images/s")
+        print(f"(b) extract_embeddings, bf16:    {med['b_bf16']:8.1f} images/s")
+        print(f"b/a float32   = {ratio('b_f32', 'a_f32')}   (target >= 0.90 on CPU)")
+        print(f"b/c float32   = {ratio('b_f32', 'c_f32')}")
+        print(f"b/a bfloat16  = {ratio('b_bf16', 'a_bf16')}")
+        print(f"b/c bf16 vs reference float32 = {ratio('b_bf16', 'c_f32')}   "
               f"(target >= 1.8 on CPU, >= 10 on GPU)")
         print(f"mean cosine similarity bf16 vs float32 features: {cos:.5f}")
         if not args.skip_rss:
@@ -181,7 +203,8 @@ def main() -> None:
             print(f"peak RSS of an extraction: {r1:.0f} MB for N images, {r4:.0f} MB for 4N "
                   f"(ratio {r4 / r1:.2f}; features stream to disk in chunks)")
         print(f"total benchmark time {time.perf_counter() - t:.0f} s")
-        print(json.dumps({k: round(v, 2) for k, v in results.items()}))
+        print(json.dumps({"median": {k: round(v, 2) for k, v in med.items()},
+                          "rounds": [{k: round(v, 2) for k, v in res.items()} for res in rounds]}))
 
 
 if __name__ == "__main__":
