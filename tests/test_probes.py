@@ -76,6 +76,23 @@ def test_metrics_equal_sklearn_with_absent_and_extra_classes():
     assert m["specificity_macro"] == pytest.approx(np.mean(tn / (tn + fp)), abs=1e-12)
 
 
+def test_top_k_of_many_k_equals_argpartition_per_k():
+    from palaeo_ssl.probes.metrics import reference_topk, reference_topk_many
+
+    rng = np.random.default_rng(3)
+    classes = np.array([0, 2, 3, 5, 6, 7, 9])
+    y = rng.choice([0, 1, 2, 3, 5, 6, 7, 9], size=400)          # class 1 was never trained on
+    votes = rng.multinomial(5, np.full(len(classes), 1 / len(classes)), size=400) / 5.0   # k-NN votes: many ties
+    smooth = rng.dirichlet(np.ones(len(classes)), size=400)      # logistic-style: no ties
+    smooth[:50] = 1.0 / len(classes)                              # ... except some flat rows
+    for proba in (votes, smooth):
+        many = reference_topk_many(y, proba, (1, 2, 3, 7, 9), classes)
+        for k in (1, 2, 3, 7, 9):
+            one = reference_topk(y, proba, k, classes)
+            assert (np.isnan(one) and np.isnan(many[k])) or one == many[k], (k, one, many[k])
+    assert np.isnan(reference_topk_many(np.array([1, 1]), votes[:2], (1,), classes)[1])
+
+
 def test_t_interval_corrected_is_wider_and_contains_mean():
     v = np.array([0.8, 0.82, 0.79, 0.85, 0.81])
     lo, hi = t_interval(v)

@@ -181,12 +181,30 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     return out
 
 
+_WORKER_LIMITED = False
+
+
+def _limit_worker_blas() -> None:
+    """One BLAS/OpenMP thread for the rest of this worker process's life.
+
+    Set once per worker rather than per task: entering and leaving
+    ``threadpool_limits`` costs some 4 ms (it inspects every loaded library),
+    which over the ~900 tasks of the paper protocol was several CPU-seconds.
+    Only worker processes call this (joblib's loky workers already run with
+    one inner thread each when there are as many workers as CPUs).
+    """
+    global _WORKER_LIMITED
+    if not _WORKER_LIMITED:
+        threadpool_limits(limits=1)
+        _WORKER_LIMITED = True
+
+
 def _run_from_files(x_path: str, y_path: str, task: Task, extra_paths: dict[str, str] | None = None
                     ) -> list[dict[str, Any]]:
     # memory-mapped per task (opening is cheap), so no worker keeps a run's data once it is done
     extras = {k: np.load(p, mmap_mode="r") for k, p in (extra_paths or {}).items()}
-    with threadpool_limits(limits=1):
-        return run_task(task, np.load(x_path, mmap_mode="r"), np.load(y_path), extras)
+    _limit_worker_blas()
+    return run_task(task, np.load(x_path, mmap_mode="r"), np.load(y_path), extras)
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:
