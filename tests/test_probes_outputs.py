@@ -198,3 +198,14 @@ def test_classify_image_folder_embeds_like_the_labelled_store(tiny_model, tmp_pa
     assert main(["classify", str(tmp_path / "other"), "--probe-from", str(tmp_path / "lab"),
                  "--out", str(tmp_path / "x")]) == 2
     assert "made differently" in capsys.readouterr().err
+
+
+def test_comma_list_options_reject_bad_lists(tmp_path, capsys):
+    from palaeo_ssl.cli import main
+
+    for option, value, what in (("--fractions", "0.5,x", "numbers"), ("--shots", "1,2.5", "integers"),
+                                ("--shots", ",", "integers")):
+        with pytest.raises(SystemExit) as exc:
+            main(["probe", str(tmp_path), "--out", str(tmp_path / "o"), option, value])
+        assert exc.value.code == 2
+        assert f"expected comma-separated {what}" in capsys.readouterr().err

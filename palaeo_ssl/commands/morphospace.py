@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from . import comma_list
 
 
-def _names(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated class names")
-    return names
+_names = comma_list(str, "class names")
 
 
 def register(sub) -> None:

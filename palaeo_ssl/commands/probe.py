@@ -5,20 +5,11 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from . import comma_list
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+_floats = comma_list(float, "numbers")
+_ints = comma_list(int, "integers")
 
 
 def register(sub) -> None:
