@@ -150,7 +150,7 @@ class Backbone:
     def info(self) -> "ModelInfo":
         return ModelInfo(model_id=self.model_id, local=self.revision == "local", patch_size=self.patch_size,
                          hidden_size=self.hidden_size, num_register_tokens=self.num_register_tokens,
-                         default_size=self.default_size, mean=self.mean, std=self.std)
+                         default_size=self.default_size, mean=self.mean, std=self.std, revision=self.revision)
 
     @torch.inference_mode()
     def embed(self, pixel_values: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
@@ -252,14 +252,16 @@ def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str =
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
+        # the weights of the very commit whose config was read (and that keys the store)
+        pinned = {"revision": info.revision} if not info.local and info.revision != "unknown" else {}
         net = AutoModel.from_pretrained(info.model_id, token=_token(), dtype=dt,
-                                        attn_implementation=attn_implementation)
+                                        attn_implementation=attn_implementation, **pinned)
     except UserError:
         raise
     except Exception as exc:  # Hub, network and file errors come in many types
         raise _explain_load_error(model, info.model_id, exc) from exc
     net.eval().to(dev)
-    revision = "local" if info.local else str(getattr(net.config, "_commit_hash", None) or "unknown")
+    revision = "local" if info.local else info.revision
     log.debug("loaded %s (revision %s) on %s as %s", info.model_id, revision, dev, dt)
     return Backbone(model=net, model_id=info.model_id, revision=revision, device=dev, dtype=dt,
                     patch_size=info.patch_size, num_register_tokens=info.num_register_tokens,
@@ -290,6 +292,8 @@ class ModelInfo:
     default_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    #: the Hub commit the files come from, "local" for a folder, "unknown" when not recorded
+    revision: str = "unknown"
 
 
 def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
@@ -324,7 +328,22 @@ def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
         default_size=int(side or getattr(config, "image_size", 224) or 224),
         mean=mean,
         std=std,
+        revision="local" if local else _hub_revision(model_id, token),
     )
+
+
+def _hub_revision(model_id: str, token) -> str:
+    """The commit a Hub model's files come from: the snapshot folder its cached config.json lives in."""
+    from transformers.utils import cached_file
+
+    try:
+        path = Path(cached_file(model_id, "config.json", token=token))
+    except Exception:  # already read once by describe_model; anything odd here only loses the record
+        return "unknown"
+    parts = path.parts
+    if "snapshots" in parts[:-1]:
+        return parts[parts.index("snapshots") + 1]
+    return "unknown"
 
 
 def make_preprocessing(info: ModelInfo, mode: str = "processor", image_size: int | None = None,

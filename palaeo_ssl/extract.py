@@ -228,6 +228,8 @@ def extract_embeddings(
     prep = make_preprocessing(info, preprocess, image_size, bg)
     settings = {
         "model_id": info.model_id,
+        # a new commit of a Hub model is another model: it never reuses the old one's features
+        "model_revision": info.revision,
         "preprocess": prep.mode,
         "image_size": prep.size,
         "pooling": pooling,

@@ -83,8 +83,8 @@ class _Source:
 class EmbeddingStore:
     """Cache of features for one dataset and one set of model settings.
 
-    ``settings`` holds everything that changes the features (model id,
-    preprocessing, image size, pooling, dtype, background); its hash names the
+    ``settings`` holds everything that changes the features (model id and
+    Hub commit, preprocessing, image size, pooling, dtype, background); its hash names the
     folder, so different settings never share features.
     """
 

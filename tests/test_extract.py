@@ -188,6 +188,39 @@ def test_different_settings_never_share_features(dataset, tiny_model, tmp_path):
         load_embeddings(out)
 
 
+_HUB_REVISIONS = """
+import json, os, shutil, sys
+from pathlib import Path
+from palaeo_ssl import extract_embeddings
+from palaeo_ssl.backbone import describe_model
+repo = Path(os.environ["HF_HUB_CACHE"]) / "models--acme--tiny-dinov3"
+for rev in ("a" * 40, "b" * 40):
+    shutil.copytree(sys.argv[1], repo / "snapshots" / rev)
+(repo / "refs").mkdir(parents=True)
+runs = []
+for rev in ("a" * 40, "a" * 40, "b" * 40):
+    (repo / "refs" / "main").write_text(rev)
+    assert describe_model("acme/tiny-dinov3").revision == rev
+    emb = extract_embeddings(sys.argv[2], model="acme/tiny-dinov3", out=sys.argv[3], progress=False, workers=0)
+    runs.append([emb.meta["store_path"], emb.meta["extraction"]["computed"], emb.meta["model_revision"]])
+print(json.dumps(runs))
+"""
+
+
+def test_a_new_hub_revision_is_a_new_store(dataset, tiny_model, tmp_path):
+    # a Hub model served offline from a local cache, whose "main" moves to a new commit
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-c", _HUB_REVISIONS, str(tiny_model), str(dataset), str(tmp_path / "out")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    (s1, n1, r1), (s2, n2, r2), (s3, n3, r3) = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (n1, n2, n3) == (12, 0, 12)          # same commit: cache hit; new commit: computed again
+    assert s1 == s2 != s3
+    assert (r1, r2, r3) == ("a" * 40, "a" * 40, "b" * 40)
+
+
 def test_bad_files_skipped_listed_and_strict(tmp_path, tiny_model):
     data = tmp_path / "data"
     write_synthetic_image(data / "A" / "good1.png")
