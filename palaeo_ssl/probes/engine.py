@@ -175,7 +175,7 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
             "_time_metrics": t_metrics,
         })
         if task.keep_predictions:
-            row["_test"] = task.test
+            row["_y_true"] = y_test
             row["_pred"] = y_pred
         out.append(row)
     return out

@@ -185,13 +185,6 @@ def _fold_frame(results: list[list[dict]], data: LabelledData, extra_keys: Seque
     return pd.DataFrame(rows)
 
 
-def _attach_truth(results: list[list[dict]], y: np.ndarray) -> None:
-    for rows in results:
-        for r in rows:
-            if "_pred" in r:
-                r["_y_true"] = y[r["_test"]]
-
-
 # ---------------------------------------------------------------------- public API
 def cross_validate(emb, protocol: str = "standard", probes: str | Sequence[str] | None = None, seed: int = 0,
                    **options) -> pd.DataFrame:
@@ -258,7 +251,6 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
                       extras=extras)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
-    _attach_truth(results, data.y)
     folds = _fold_frame(results, data, ["train_fraction", "repeat", "fold"])
     if protocol == "paper":
         table = aggregate_reference_cv(folds)
