@@ -115,8 +115,8 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     extras = extras or {}
     out = []
     y_test = y[task.test]
-    needs_x = not (task.probe == "knn" and task.protocol == "paper" and "Z" in extras)
-    x_test = np.asarray(X[task.test]) if needs_x else None
+    reference_knn = task.probe == "knn" and task.protocol == "paper" and "Z" in extras
+    x_test = None if reference_knn else np.asarray(X[task.test])
     shared = None
     if task.probe == "knn" and task.protocol == "standard" and len(task.subsets) > 1:
         # nested subsets of one training fold: one similarity product for all of them
@@ -138,7 +138,7 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
             t_fit = t_sim / len(task.subsets)
             t_pred = time.perf_counter() - t0
             proba = None
-        elif task.probe == "knn" and task.protocol == "paper" and "Z" in extras:
+        elif reference_knn:
             proba = _reference_knn(task, train, y_train, classes, extras)
             t_fit = 0.0
             t_pred = time.perf_counter() - t0
