@@ -263,18 +263,19 @@ def test_unlabelled_embeddings_are_a_user_error():
 
 # ---------------------------------------------------------------------- engine and shared neighbours
 def test_candidates_give_votes_only_when_the_k_nearest_are_determined():
-    from palaeo_ssl.probes.neighbours import knn_proba_from_candidates
+    from palaeo_ssl.probes.neighbours import candidate_votes
 
     idx = np.array([[9, 0, 1, 2, 3, 4, 5, 6]])
     train = np.arange(8)              # image 9 (the query itself) is not in training
     pos = np.array([0, 0, 1, 1, 2, 0, 1, 2])
     dist = np.array([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]], dtype=np.float32)
-    proba = knn_proba_from_candidates(idx, dist, train, pos, 10, 3, k=5)
+    proba, resolved = candidate_votes(idx, dist, train, pos, 10, 3, k=5)
+    assert resolved.tolist() == [True]
     np.testing.assert_array_equal(proba, [[0.4, 0.4, 0.2]])  # the 5 nearest training images: classes 0,0,1,1,2
     tied = dist.copy()
     tied[0, 6] = tied[0, 5]           # 5th and 6th training neighbours equally far
-    assert knn_proba_from_candidates(idx, tied, train, pos, 10, 3, k=5) is None
-    assert knn_proba_from_candidates(idx[:, :6], dist[:, :6], train, pos, 10, 3, k=5) is None  # too few
+    assert candidate_votes(idx, tied, train, pos, 10, 3, k=5)[1].tolist() == [False]
+    assert candidate_votes(idx[:, :6], dist[:, :6], train, pos, 10, 3, k=5)[1].tolist() == [False]  # too few
 
 
 def test_workers_that_cannot_start_fall_back_to_this_process(monkeypatch):

@@ -155,10 +155,3 @@ def candidate_votes(cand_idx: np.ndarray, cand_dist: np.ndarray, train: np.ndarr
     sums = proba.sum(axis=1, keepdims=True)
     np.divide(proba, sums, out=proba, where=sums > 0)
     return proba, resolved
-
-
-def knn_proba_from_candidates(cand_idx: np.ndarray, cand_dist: np.ndarray, train: np.ndarray,
-                              train_pos: np.ndarray, n_total: int, n_classes: int, k: int) -> np.ndarray | None:
-    """:func:`candidate_votes` when every row is determined, else None."""
-    proba, resolved = candidate_votes(cand_idx, cand_dist, train, train_pos, n_total, n_classes, k)
-    return proba if resolved.all() else None
