@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 def _point(text: str) -> tuple[float, float]:
@@ -28,20 +25,6 @@ def _threshold(text: str) -> float | str:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"the threshold is on the scaled [0, 1) foreground score; got {value}")
     return value
-
-
-def _versions() -> dict[str, str]:
-    """Versions of what shapes these figures, read from package metadata (importing umap/numba here costs seconds)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("palaeo-ssl", "torch", "transformers", "numpy", "scikit-learn", "matplotlib", "pillow"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def register(subparsers) -> None:
@@ -92,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..patches import load_rgb, match, shared_basis, view_specimen
     from ..plots.patches import write_specimen_figures
-    from ..report import write_json
+    from ..report import library_versions, write_json
 
     t0 = time.perf_counter()
     images = [args.image] + list(args.basis or []) + ([args.compare] if args.compare else [])
@@ -142,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         },
         "files": {k: [p.name for p in v] for k, v in files.items()},
         "seconds": round(time.perf_counter() - t0, 2),
-        "versions": _versions(),
+        # distribution names as keys (what visualise.json has always recorded)
+        "versions": library_versions(("palaeo-ssl", "torch", "transformers", "numpy", "scikit-learn",
+                                      "matplotlib", "pillow")),
     }
     write_json(out / "visualise.json", summary)
 

@@ -10,7 +10,6 @@ CLS, register and patch tokens from the model config (layout
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 448
 
