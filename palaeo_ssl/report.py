@@ -155,10 +155,7 @@ def latex_table(
 def write_table(df: pd.DataFrame, stem: str | Path, *, tex: bool = True, **latex_kwargs: Any) -> list[Path]:
     """Write ``stem.csv`` (all columns) and, if ``tex``, ``stem.tex`` (see :func:`latex_table`)."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    csv_path = stem.with_suffix(".csv")
-    atomic_write_text(csv_path, df.to_csv(index=False))
-    written = [csv_path]
+    written = [write_csv(df, stem.with_suffix(".csv"))]
     if tex:
         tex_path = stem.with_suffix(".tex")
         atomic_write_text(tex_path, latex_table(df, **latex_kwargs))
