@@ -228,7 +228,7 @@ def pairwise_distance_std(features: np.ndarray) -> float:
 
 def effective_rank(features: np.ndarray) -> float:
     """exp(entropy) of the eigenvalues of the Ledoit–Wolf covariance of the L2-normalised rows."""
-    return _gram_stats(unit_rows(features))["effective_rank"]
+    return _effective_rank(unit_rows(features))
 
 
 def disparity_summary(features: np.ndarray) -> dict[str, float]:
