@@ -98,6 +98,7 @@ def test_disparity_table_has_reference_columns():
     ref = ["Dataset", "n_samples", "n_features", "n_pca_used", "metric", *dp.DISPARITY_COLUMNS]
     assert list(t.columns[: len(ref)]) == ref
     assert t.loc[0, "n_samples"] == 50 and t.loc[0, "metric"] == "cosine"
+    assert t.loc[0, "n_bootstrap"] == 20 and t.loc[0, "n_bootstrap_std"] == 5
     assert "mean_pairwise_distance_ci_low" in t and "effective_rank_ci_low" not in t
 
 

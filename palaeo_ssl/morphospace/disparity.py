@@ -329,7 +329,7 @@ def disparity_table(
     }
     row.update(_with_intervals(boot))
     row["n_bootstrap"] = int(n_boot)
-    row["n_bootstrap_std"] = int(min(n_boot_gram, max(n_boot, n_boot_gram)))
+    row["n_bootstrap_std"] = int(n_boot_gram)
     row["std_pairwise_method"] = STD_METHOD
     return pd.DataFrame([row])
 
