@@ -259,6 +259,8 @@ def test_unlabelled_embeddings_are_a_user_error():
         cross_validate(emb, n_jobs=1)
     with pytest.raises(UserError, match="protocol"):
         few_shot(blobs(n=20), protocol="best", n_jobs=1)
+    with pytest.raises(UserError, match="at least 1 image per class"):
+        few_shot(blobs(n=20), protocol="standard", n_query=0, n_jobs=1)
 
 
 # ---------------------------------------------------------------------- engine and shared neighbours

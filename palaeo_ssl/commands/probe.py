@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--repeats must be at least 1")
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
+    if args.query < 1:
+        raise UserError("--query must be at least 1")
     probes = parse_probes(args.probes, args.protocol)
     fractions = args.fractions or list(FRACTIONS)
     shots = args.shots or list(SHOTS)

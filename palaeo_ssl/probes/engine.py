@@ -28,6 +28,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from threadpoolctl import threadpool_limits
 
 from ..embeddings import l2_normalize
+from ..errors import UserError
 from .classifiers import (
     REFERENCE_K,
     STANDARD_K,
@@ -208,7 +209,9 @@ def _run_from_files(x_path: str, y_path: str, task: Task, extra_paths: dict[str,
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:
-    """``None`` or -1: every CPU this process may use; otherwise at least 1."""
+    """``None`` or -1: every CPU this process may use; otherwise at least 1 (joblib's meaning; 0 is an error)."""
+    if n_jobs == 0:
+        raise UserError("the number of worker processes (--jobs) is -1 for every CPU or a positive count, not 0")
     if n_jobs is None or n_jobs == -1:
         try:
             return max(1, len(os.sched_getaffinity(0)))

@@ -80,6 +80,8 @@ def run_few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, 
         raise UserError("shots must be positive integers")
     if episodes < 1:
         raise UserError("episodes must be at least 1")
+    if protocol == "standard" and n_query < 1:
+        raise UserError(f"the few-shot query needs at least 1 image per class, not {n_query} (--query)")
     data = prepare(emb)
     t0 = time.perf_counter()
     tasks, support, skipped, meta = _tasks(data, protocol, probes, shots, episodes, seed, n_query)

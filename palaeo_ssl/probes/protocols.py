@@ -237,6 +237,8 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
     fractions = tuple(sorted(float(f) for f in fractions))
     if not fractions or fractions[0] <= 0 or fractions[-1] > 1:
         raise UserError("data fractions must lie in (0, 1]")
+    if n_splits < 2:
+        raise UserError(f"cross-validation needs at least 2 folds, not {n_splits} (--folds)")
     t0 = time.perf_counter()
     if protocol == "paper":
         tasks, skipped = _paper_tasks(data, probes, seed, fractions, n_repeats or 10, n_splits)

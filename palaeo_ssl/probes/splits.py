@@ -131,8 +131,6 @@ def standard_splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_r
     """
     y = np.asarray(y)
     idx = np.arange(len(y))
-    if n_splits < 2:
-        raise UserError("cross-validation needs at least 2 folds")
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_splits:
