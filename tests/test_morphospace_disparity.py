@@ -104,12 +104,13 @@ def test_disparity_table_has_reference_columns():
 
 def test_per_class_table():
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.standard_normal((30, 12)) * 0.1 + 3, rng.standard_normal((50, 12)) + 1]).astype(np.float32)
-    y = np.array([0] * 30 + [1] * 50 + [-1] * 0)
+    x = np.concatenate([rng.standard_normal((30, 12)) * 0.1 + 3, rng.standard_normal((50, 12)) + 1,
+                        rng.standard_normal((10, 12))]).astype(np.float32)
+    y = np.array([0] * 30 + [1] * 50 + [-1] * 10)  # unlabelled rows are left out
     t = dp.disparity_per_class(x, y, ["tight", "loose"], n_boot=30, n_boot_gram=5)
     assert list(t["class"]) == ["tight", "loose"] and list(t["n_samples"]) == [30, 50]
     assert t.loc[0, "mean_pairwise_distance"] < t.loc[1, "mean_pairwise_distance"]
-    assert t.loc[1, "mean_pairwise_distance"] == pytest.approx(dp.mean_pairwise_distance(x[30:]))
+    assert t.loc[1, "mean_pairwise_distance"] == pytest.approx(dp.mean_pairwise_distance(x[30:80]))
 
 
 def test_rarefaction():
