@@ -309,29 +309,25 @@ def nan_mean_std(values: Iterable[float], ddof: int) -> tuple[float, float]:
     return float(v.mean()), std
 
 
-def summarise(frame: pd.DataFrame, by: list[str], metrics: Sequence[str], repeat_col: str | None = None,
-              correction: pd.Series | None = None, level: float = 0.95) -> pd.DataFrame:
-    """Mean, std and a 95% interval of each metric over the rows of each group.
+def summarise(frame: pd.DataFrame, by: list[str], metrics: Sequence[str], repeat_col: str, correction_col: str,
+              level: float = 0.95) -> pd.DataFrame:
+    """Mean, std and a 95% interval of each metric over the rows (split scores) of each group.
 
-    With ``repeat_col`` the std is over the per-repeat means (ddof=1) and the
-    interval is the corrected resampled t interval over all rows (split
-    scores), with ``correction`` (per row: n_test / n_train, averaged per
-    group). Without it, std (ddof=1) and a plain t interval over rows.
+    The std (ddof=1) is over the per-repeat means (``repeat_col``); the
+    interval is the corrected resampled t interval over all rows, with the
+    correction n_test / n_train of column ``correction_col`` averaged per group.
     Columns: ``mean_<m>``, ``std_<m>``, ``ci_low_<m>``, ``ci_high_<m>``.
     """
     rows = []
     for key, g in frame.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
-        corr = float(g[correction.name].mean()) if correction is not None else 0.0
+        corr = float(g[correction_col].mean())
         for m in metrics:
             vals = g[m].to_numpy(dtype=np.float64)
-            if repeat_col is not None:
-                per_rep = g.groupby(repeat_col, sort=True)[m].mean().to_numpy(dtype=np.float64)
-                mean, _ = nan_mean_std(vals, ddof=1)
-                _, std = nan_mean_std(per_rep, ddof=1)
-            else:
-                mean, std = nan_mean_std(vals, ddof=1)
+            per_rep = g.groupby(repeat_col, sort=True)[m].mean().to_numpy(dtype=np.float64)
+            mean, _ = nan_mean_std(vals, ddof=1)
+            _, std = nan_mean_std(per_rep, ddof=1)
             lo, hi = t_interval(vals, level=level, correction=corr)
             row[f"mean_{m}"] = mean
             row[f"std_{m}"] = std
@@ -339,4 +335,3 @@ def summarise(frame: pd.DataFrame, by: list[str], metrics: Sequence[str], repeat
             row[f"ci_high_{m}"] = hi
         rows.append(row)
     return pd.DataFrame(rows)
-

@@ -352,7 +352,7 @@ def aggregate_standard_cv(folds: pd.DataFrame, n_classes: int, order: Sequence[s
     f = folds.copy()
     f["_correction"] = f["n_test"] / f["n_train"]
     summary = summarise(f, ["train_fraction", "classifier"], ALL_METRICS, repeat_col="repeat",
-                        correction=f["_correction"])
+                        correction_col="_correction")
     extra = f.groupby(["train_fraction", "classifier"], sort=False).agg(
         n_folds_used=("top1_accuracy", "size"),
         n_repeats=("repeat", "nunique"),
