@@ -187,10 +187,11 @@ def ward_labels(z: np.ndarray, k: int, seed: int = 0, max_fit: int | None = WARD
     n = z.shape[0]
     fit_idx = _subsample(n, max_fit, seed) if max_fit else np.arange(n)
     k = int(max(1, min(k, fit_idx.size)))
-    sub_labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(z[fit_idx])
+    zf = z[fit_idx]
+    sub_labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(zf)
     if fit_idx.size == n:
         return sub_labels.astype(np.int64)
-    centroids = np.stack([z[fit_idx][sub_labels == c].mean(axis=0) for c in range(k)])
+    centroids = np.stack([zf[sub_labels == c].mean(axis=0) for c in range(k)])
     labels = _nearest_centroid(z, centroids)
     labels[fit_idx] = sub_labels
     return labels
@@ -376,38 +377,32 @@ def cluster_morphospace(
     rows, out_labels, curves = [], {}, {}
     for pipeline, z in spaces.items():
         z = np.asarray(z, dtype=np.float32)
-        chosen_k: int | None = None
         for algo in algorithms:
             if algo in (KMEANS_KNOWN, WARD) and not k_true:
                 continue
             t0 = time.perf_counter()
-            params: dict[str, object] = {}
+            params: dict[str, object]
             if algo == KMEANS_KNOWN:
                 fit = lambda zz, s: kmeans_labels(zz, k_true, s)  # noqa: E731
                 params = {"k": k_true}
-                pred = fit(z, seed)
             elif algo == KMEANS_UNKNOWN:
                 chosen_k, curve = select_k_by_silhouette(z, k_cap, seed)
                 curves[pipeline] = curve
-                kk = chosen_k
-                fit = lambda zz, s: kmeans_labels(zz, kk, s)  # noqa: E731
+                fit = lambda zz, s: kmeans_labels(zz, chosen_k, s)  # noqa: E731
                 params = {"k_search": f"2..{k_cap}", "k": chosen_k}
-                pred = fit(z, seed)
             elif algo == BGMM:
                 fit = lambda zz, s: bgmm_labels(zz, k_cap, s)  # noqa: E731
                 params = {"n_components": k_cap, "weight_concentration_prior": 0.1,
                           "fit_on": int(min(n, BGMM_MAX_POINTS))}
-                pred = fit(z, seed)
             elif algo in (HDBSCAN_PAPER, HDBSCAN_STANDARD):
                 rule = "paper" if algo == HDBSCAN_PAPER else "standard"
                 fit = lambda zz, s, rule=rule: hdbscan_labels(zz, rule, s)  # noqa: E731
                 n_fit = int(min(n, HDBSCAN_MAX_POINTS))
                 params = {**(hdbscan_paper_params if rule == "paper" else hdbscan_standard_params)(n_fit), "fit_on": n_fit}
-                pred = fit(z, seed)
             else:  # WARD
                 fit = lambda zz, s: ward_labels(zz, k_true, s)  # noqa: E731
                 params = {"k": k_true, "fit_on": int(min(n, WARD_MAX_POINTS))}
-                pred = fit(z, seed)
+            pred = fit(z, seed)
             elapsed = time.perf_counter() - t0
             scores = clustering_scores(y, pred, eval_features=x, eval_index=eval_index, own_space=z)
             stab = float("nan")
