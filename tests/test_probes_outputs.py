@@ -214,3 +214,22 @@ def test_comma_list_options_reject_bad_lists(tmp_path, capsys):
             main(["probe", str(tmp_path), "--out", str(tmp_path / "o"), option, value])
         assert exc.value.code == 2
         assert f"expected comma-separated {what}" in capsys.readouterr().err
+
+
+def test_accuracy_figures_carry_reference_lines_labels_and_range():
+    from palaeo_ssl.plots.probes import accuracy_with_data, few_shot_accuracy
+
+    cv = pd.DataFrame({"train_fraction": [0.5, 1.0], "classifier": ["Logistic Regression"] * 2,
+                       "mean_top1_accuracy": [0.7, 0.8], "std_top1_accuracy": [0.05, 0.04]})
+    fs = pd.DataFrame({"few_shot_values": [1, 5], "classifier": ["Nearest Centroid"] * 2,
+                       "mean_top1_accuracy": [0.4, 0.6], "std_top1_accuracy": [0.1, 0.05]})
+    for fig, xlabel in ((accuracy_with_data(cv, baseline=0.3, literature=0.9, title="t"), "Data used (%)"),
+                        (few_shot_accuracy(fs, baseline=0.3, literature=0.9, title="t"), "Labelled images per class")):
+        ax = fig.axes[0]
+        assert ax.get_xlabel() == xlabel and ax.get_ylabel() == "Top-1 accuracy (%)" and ax.get_title() == "t"
+        assert ax.get_ylim() == (0, 101)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert {"Best in literature", "Majority class"} <= set(labels)
+        levels = {line.get_label(): line.get_ydata()[0] for line in ax.lines}
+        assert levels["Best in literature"] == pytest.approx(90) and levels["Majority class"] == pytest.approx(30)
+    assert fig.axes[0].get_xscale() == "log"

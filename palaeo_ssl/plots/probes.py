@@ -35,6 +35,19 @@ def _reference_lines(ax, baseline: float | None, literature: float | None) -> No
         ax.axhline(100 * baseline, color="0.45", linestyle="-.", linewidth=1.4, label="Majority class")
 
 
+def _finish(ax, xlabel: str, metric: str, baseline: float | None, literature: float | None,
+            title: str | None) -> None:
+    """Reference lines, axis labels, the 0-100% y range, grid, legend and title of an accuracy figure."""
+    _reference_lines(ax, baseline, literature)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{_label(metric)} (%)")
+    ax.set_ylim(0, 101)
+    ax.grid(True, linestyle="--", alpha=0.5)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+
+
 def _curves(ax, table: pd.DataFrame, x_col: str, x_scale: float, metric: str, log_x: bool = False) -> None:
     """One error-bar line per classifier; lines are dodged sideways a little so the bars stay apart."""
     mean_col = f"mean_{metric}"
@@ -61,15 +74,8 @@ def accuracy_with_data(table: pd.DataFrame, *, baseline: float | None = None, li
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     _curves(ax, table, "train_fraction", 100.0, metric)
-    _reference_lines(ax, baseline, literature)
-    ax.set_xlabel("Data used (%)")
-    ax.set_ylabel(f"{_label(metric)} (%)")
-    ax.set_ylim(0, 101)
     ax.set_xlim(0, 105)
-    ax.grid(True, linestyle="--", alpha=0.5)
-    ax.legend(loc="lower right", fontsize=8)
-    if title:
-        ax.set_title(title)
+    _finish(ax, "Data used (%)", metric, baseline, literature, title)
     return fig
 
 
@@ -78,20 +84,13 @@ def few_shot_accuracy(table: pd.DataFrame, *, baseline: float | None = None, lit
     """Top-1 accuracy (%) against labelled images per class, one line per classifier (log x axis)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     _curves(ax, table, "few_shot_values", 1.0, metric, log_x=True)
-    _reference_lines(ax, baseline, literature)
     shots = sorted({int(v) for v in table["few_shot_values"]}) if len(table) else []
     if shots:
         ax.set_xscale("log")
         ax.set_xticks(shots)
         ax.set_xticklabels([str(s) for s in shots])
         ax.minorticks_off()
-    ax.set_xlabel("Labelled images per class")
-    ax.set_ylabel(f"{_label(metric)} (%)")
-    ax.set_ylim(0, 101)
-    ax.grid(True, linestyle="--", alpha=0.5)
-    ax.legend(loc="lower right", fontsize=8)
-    if title:
-        ax.set_title(title)
+    _finish(ax, "Labelled images per class", metric, baseline, literature, title)
     return fig
 
 
