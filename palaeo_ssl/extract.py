@@ -307,10 +307,9 @@ def extract_embeddings(
         if dev.type == "cuda":
             peak_gpu = torch.cuda.max_memory_allocated(dev) / 2**20
 
-    revision = backbone.revision if backbone is not None else _previous_revision(store, info)
     meta = {
         "model_id": info.model_id,
-        "model_revision": revision,
+        "model_revision": info.revision,  # what the store is keyed by, and the commit the weights come from
         "preprocess": prep.as_dict(),
         "image_size": prep.size,
         "pooling": pooling,
@@ -347,15 +346,6 @@ def extract_embeddings(
             f"The {len(emb)} readable images were embedded and saved in {store.folder}."
         )
     return emb
-
-
-def _previous_revision(store: EmbeddingStore, info) -> str:
-    import json
-
-    try:
-        return json.loads((store.folder / "meta.json").read_text())["model_revision"]
-    except Exception:
-        return "local" if info.local else "unknown"
 
 
 # ---------------------------------------------------------------------- helpers for later stages
