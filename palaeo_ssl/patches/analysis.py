@@ -223,6 +223,11 @@ def upsample_grid(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return grid[rows[:, None], cols[None, :]]
 
 
+def luminance(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luminance in [0, 255] of an (H, W, 3) uint8 picture (ITU-R BT.601 weights)."""
+    return image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def compose(colours: np.ndarray, mask: np.ndarray, image: np.ndarray, background: str = "black") -> np.ndarray:
     """Patch colours drawn at the photograph's pixel size.
 
@@ -235,8 +240,7 @@ def compose(colours: np.ndarray, mask: np.ndarray, image: np.ndarray, background
     if background == "black":
         out[~upsample_grid(mask, (width, height))] = 0
     elif background in ("grey", "gray"):
-        grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        grey = (64 + 0.5 * grey).astype(np.uint8)
+        grey = (64 + 0.5 * luminance(image)).astype(np.uint8)
         bg = ~upsample_grid(mask, (width, height))
         out[bg] = grey[bg][:, None]
     else:

@@ -48,7 +48,8 @@ class SpecimenView:
         s = min(1.0, max_side / max(w, h))
         return max(1, round(w * s)), max(1, round(h * s))
 
-    def _bare_photo(self, max_side: int) -> np.ndarray:
+    def photo(self, max_side: int = BARE_MAX_SIDE) -> np.ndarray:
+        """The photograph at :meth:`bare_size` (scaled down only if its longer side exceeds ``max_side``)."""
         size = self.bare_size(max_side)
         if size == self.image_size:
             return self.image
@@ -58,7 +59,7 @@ class SpecimenView:
                     max_side: int = BARE_MAX_SIDE) -> np.ndarray:
         """PCA colours at the photograph's pixel size, (H, W, 3) uint8 (see :func:`compose`)."""
         return compose(self.colours if colours is None else colours, self.foreground.mask,
-                       self._bare_photo(max_side), background)
+                       self.photo(max_side), background)
 
     def mask_picture(self, max_side: int = BARE_MAX_SIDE) -> np.ndarray:
         """Foreground mask at the photograph's pixel size, (H, W) uint8: 255 object, 0 background."""

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import plt, save_figure
-from ..patches.analysis import Correspondence
+from ..patches.analysis import Correspondence, luminance
 from ..patches.specimen import BARE_MAX_SIDE, SpecimenView
 
 DISPLAY_MAX_SIDE = 1200
@@ -38,13 +38,13 @@ def save_bare_image(array: np.ndarray, stem: str | Path) -> list[Path]:
     return paths
 
 
-def _display(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = max_side / max(h, w)
-    if s >= 1:
-        return image
-    return np.asarray(Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))),
-                                                    Image.Resampling.BICUBIC))
+def _display(view: SpecimenView) -> tuple[np.ndarray, np.ndarray]:
+    """The photograph as drawn under the panels (long side at most ``DISPLAY_MAX_SIDE``): colour and luminance.
+
+    Computed once per figure and view, not once per panel.
+    """
+    photo = view.photo(DISPLAY_MAX_SIDE)
+    return photo, luminance(photo)
 
 
 def _panel_size(image_size: tuple[int, int], area: float = 10.0) -> tuple[float, float]:
@@ -87,11 +87,10 @@ def _wrap(text: str, ax) -> str:
     return "\n".join(textwrap.wrap(text, max(14, int(width_in * 13)), break_long_words=True))
 
 
-def _photo(ax, view: SpecimenView, grey: bool = False, title: str | None = None):
+def _photo(ax, view: SpecimenView, img: np.ndarray, title: str | None = None):
+    """Draw ``img`` from :func:`_display` (colour, or (H, W) luminance in grey) over ``view``'s pixel extent."""
     w, h = view.image_size
-    img = _display(view.image)
-    if grey:
-        img = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    if img.ndim == 2:
         ax.imshow(img, cmap="gray", vmin=0, vmax=255, extent=(0, w, h, 0))
     else:
         ax.imshow(img, extent=(0, w, h, 0))
@@ -143,13 +142,14 @@ def _title(view: SpecimenView) -> str:
 def plot_overlay(view: SpecimenView) -> "plt.Figure":
     """Photograph | PCA colours over the greyed photograph with the foreground outline | foreground score."""
     fig, axes = _axes(3, view.image_size)
-    _photo(axes[0], view, title=_title(view))
-    _photo(axes[1], view, grey=True, title="PCA colours of the foreground")
+    photo, grey = _display(view)
+    _photo(axes[0], view, photo, title=_title(view))
+    _photo(axes[1], view, grey, title="PCA colours of the foreground")
     rgba = np.concatenate([view.colours, np.where(view.foreground.mask, 230, 0).astype(np.uint8)[..., None]], axis=-1)
     _grid_image(axes[1], view, rgba)
     _contour(axes[1], view, view.foreground.mask)
     fg = view.foreground
-    _photo(axes[2], view, grey=True, title=f"foreground score (PC1, {fg.method} cut {fg.threshold:.2f})")
+    _photo(axes[2], view, grey, title=f"foreground score (PC1, {fg.method} cut {fg.threshold:.2f})")
     im = _grid_image(axes[2], view, fg.score, cmap="viridis", vmin=0, vmax=1, alpha=0.75)
     _contour(axes[2], view, fg.mask)
     fig.colorbar(im, ax=axes[2], fraction=0.05, pad=0.02, label="foreground score")
@@ -163,8 +163,9 @@ def plot_attention_cls(view: SpecimenView) -> "plt.Figure":
         raise ValueError("this view was computed without attention (view_specimen(..., attention=True))")
     maps = [("CLS", att.cls_mean)] + [(f"register {i + 1}", m) for i, m in enumerate(att.register_mean)]
     fig, axes = _axes(len(maps), view.image_size, ncols=min(len(maps), 5))
+    grey = _display(view)[1]
     for ax, (label, grid) in zip(axes, maps):
-        _photo(ax, view, grey=True, title=f"{label} -> patches (mean of {att.num_heads} heads)")
+        _photo(ax, view, grey, title=f"{label} -> patches (mean of {att.num_heads} heads)")
         im = _grid_image(ax, view, grid, cmap=ATTENTION_CMAP, alpha=0.8, vmin=float(grid.min()),
                          vmax=max(float(grid.max()), float(grid.min()) + 1e-12))
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, label="attention weight")
@@ -182,8 +183,9 @@ def plot_attention_heads(view: SpecimenView) -> "plt.Figure":
     fig, axes = _axes(att.num_heads, view.image_size, ncols=ncols, extra_w=0.2)
     vmin, vmax = float(heads.min()), max(float(heads.max()), float(heads.min()) + 1e-12)
     im = None
+    grey = _display(view)[1]
     for i, ax in enumerate(axes):
-        _photo(ax, view, grey=True, title=f"head {i + 1}")
+        _photo(ax, view, grey, title=f"head {i + 1}")
         im = _grid_image(ax, view, heads[i], cmap=ATTENTION_CMAP, alpha=0.8, vmin=vmin, vmax=vmax)
     fig.colorbar(im, ax=list(axes), fraction=0.05, pad=0.02, label="CLS attention weight (shared scale)")
     fig.suptitle(f"{view.name}: last-layer CLS attention per head", fontsize=10)
@@ -194,8 +196,9 @@ def plot_shared_basis(views: list[SpecimenView], colours: list[np.ndarray]) -> "
     """Photographs (top) and their PCA colours in one shared basis (bottom): same colour, same feature."""
     fig, axes = _row_axes([v.image_size for v in views], nrows=2, height=3.0, extra_w=0.3)
     for j, (view, rgb) in enumerate(zip(views, colours)):
-        _photo(axes[0, j], view, title=view.name)
-        _photo(axes[1, j], view, grey=True, title="shared-basis colours")
+        photo, grey = _display(view)
+        _photo(axes[0, j], view, photo, title=view.name)
+        _photo(axes[1, j], view, grey, title="shared-basis colours")
         rgba = np.concatenate([rgb, np.where(view.foreground.mask, 255, 0).astype(np.uint8)[..., None]], axis=-1)
         _grid_image(axes[1, j], view, rgba)
     return fig
@@ -206,11 +209,11 @@ def plot_correspondence(view: SpecimenView, corr: Correspondence, other: Specime
     fig, axes = _row_axes([view.image_size] + ([] if other is None else [other.image_size]))
     axes = axes[0]
     qx, qy = corr.query_xy
-    _photo(axes[0], view, grey=True, title=f"{view.name}: similarity to the marked patch")
+    _photo(axes[0], view, _display(view)[1], title=f"{view.name}: similarity to the marked patch")
     im = _grid_image(axes[0], view, corr.within, cmap=SIMILARITY_CMAP, vmin=-1, vmax=1, alpha=0.7)
     axes[0].plot([qx], [qy], marker="+", color="lime", markersize=14, mew=2)
     if other is not None and corr.across is not None:
-        _photo(axes[1], other, grey=True,
+        _photo(axes[1], other, _display(other)[1],
                title=f"{other.name}: best match {corr.best_similarity:.2f}")
         im = _grid_image(axes[1], other, corr.across, cmap=SIMILARITY_CMAP, vmin=-1, vmax=1, alpha=0.7)
         bx, by = corr.best_xy
