@@ -41,7 +41,9 @@ def _lean_available() -> bool:
     if not sklearn.__version__.startswith(_MIRRORED):
         return False
     try:
+        # every private name the lean fit imports, so a patch release that moves one falls back cleanly
         from sklearn._loss.loss import HalfMultinomialLoss  # noqa: F401
+        from sklearn.linear_model._logistic import _LOGISTIC_SOLVER_CONVERGENCE_MSG  # noqa: F401
         from sklearn.utils.extmath import squared_norm  # noqa: F401
         from sklearn.utils.optimize import _check_optimize_result  # noqa: F401
     except ImportError:  # pragma: no cover - a release that moved them
