@@ -500,6 +500,8 @@ def find_similar(
     also writes ``similar_<image name>.csv`` and a contact sheet
     ``similar_<image name>.png/.pdf`` (the query first).
     """
+    if k < 1:
+        raise UserError("-k must be at least 1")
     emb = load_embeddings(embeddings)
     image = Path(image)
     if query_features is None:
@@ -512,8 +514,6 @@ def find_similar(
     if q.shape[0] != emb.dim:
         raise UserError(f"the new image's features have {q.shape[0]} dimensions but the store's have {emb.dim}; "
                         "the store's meta.json does not describe how its features were made")
-    if k < 1:
-        raise UserError("-k must be at least 1")
     table = ol.similar_table(np.asarray(emb.features), q, paths=emb.paths,
                              labels=emb.labels if emb.has_labels else None, class_names=emb.class_names, k=k)
     files: list[Path] = []
