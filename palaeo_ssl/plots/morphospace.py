@@ -196,20 +196,12 @@ def plot_rarefaction(table: pd.DataFrame, stem: str | Path, *, overall: str = "a
 
 def _thumbnail(path: str | Path | None, size: int):
     """RGB thumbnail (PIL) of an image file, or None if it cannot be read."""
+    from ..images import load_image
+
     if path is None:
         return None
     try:
-        from ..images import load_image
-    except ImportError:  # pragma: no cover - images.py is part of the package
-        load_image = None
-    try:
-        if load_image is not None:
-            img = load_image(path)
-        else:  # pragma: no cover
-            from PIL import Image, ImageOps
-
-            with Image.open(path) as im:
-                img = ImageOps.exif_transpose(im).convert("RGB")
+        img = load_image(path)
         img.thumbnail((size, size))
         return img
     except Exception:
