@@ -286,9 +286,13 @@ def test_workers_that_cannot_start_fall_back_to_this_process(monkeypatch):
     emb = blobs(n=90, d=6, c=3)
     expected = cross_validate(emb, protocol="paper", fractions=(1.0,), n_repeats=1, n_jobs=1)
 
+    calls = []
+
     def broken(*args, **kwargs):
+        calls.append(1)
         raise OSError("no processes here")
 
     monkeypatch.setattr(engine, "_execute_parallel", broken)
     got = cross_validate(emb, protocol="paper", fractions=(1.0,), n_repeats=1, n_jobs=2)
+    assert calls == [1]  # the workers were tried (and failed) once
     pd.testing.assert_frame_equal(expected, got)
