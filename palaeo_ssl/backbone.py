@@ -333,11 +333,15 @@ def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
 
 
 def _hub_revision(model_id: str, token) -> str:
-    """The commit a Hub model's files come from: the snapshot folder its cached config.json lives in."""
+    """The commit a Hub model's files come from: the snapshot folder its cached config.json lives in.
+
+    Read from the local cache only: describe_model has just fetched config.json, which recorded the
+    commit it came from, so asking the Hub again would cost a round trip and could name a newer commit.
+    """
     from transformers.utils import cached_file
 
     try:
-        path = Path(cached_file(model_id, "config.json", token=token))
+        path = Path(cached_file(model_id, "config.json", token=token, local_files_only=True))
     except Exception:  # already read once by describe_model; anything odd here only loses the record
         return "unknown"
     parts = path.parts
