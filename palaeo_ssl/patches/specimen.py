@@ -12,7 +12,7 @@ from ..errors import UserError
 
 from .analysis import (ColourBasis, Correspondence, Foreground, colour_patches, compose, correspondence,
                        fit_colour_basis, foreground, mask_centre, patch_at, pca_colours, upsample_grid)
-from .tokens import DEFAULT_SIZE, PatchTokens, load_rgb, patch_tokens
+from .tokens import DEFAULT_SIZE, PatchTokens, as_rgb, load_rgb, patch_tokens
 
 BARE_MAX_SIDE = 4096
 
@@ -81,14 +81,14 @@ def view_specimen(backbone, image: str | Path | Image.Image, size: int = DEFAULT
     """
     if name is None:
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
-    pil = image if isinstance(image, Image.Image) else load_rgb(image)
+    pil = as_rgb(image) if isinstance(image, Image.Image) else load_rgb(image)
     tokens = patch_tokens(backbone, pil, size=size, attention=attention)
     if tokens.grid[0] * tokens.grid[1] < 4:
         raise UserError(f"--size {size} gives only {tokens.grid[0]} x {tokens.grid[1]} patches for {name}; "
                         f"use a larger --size (the default is {DEFAULT_SIZE})")
     fg = foreground(tokens.patches, threshold=threshold, orientation=orientation)
     colours = pca_colours(tokens.patches, fg.mask)
-    return SpecimenView(name=name, image=np.asarray(pil.convert("RGB"), dtype=np.uint8), tokens=tokens,
+    return SpecimenView(name=name, image=np.asarray(pil, dtype=np.uint8), tokens=tokens,
                         foreground=fg, colours=colours)
 
 

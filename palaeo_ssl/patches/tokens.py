@@ -24,6 +24,11 @@ DEFAULT_SIZE = 448
 
 
 # ---------------------------------------------------------------------- image -> model input
+def as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB mode; an RGB image is returned as it is (``convert`` would copy it)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     """Decode ``path`` into an RGB PIL image at full resolution with :func:`palaeo_ssl.images.load_image`.
 
@@ -40,7 +45,7 @@ def load_rgb(path: str | Path) -> Image.Image:
         img = load_image(path)
     except ImageReadError as exc:
         raise UserError(f"could not read image {str(path)!r}: {exc}; pass a readable image file") from exc
-    return img if img.mode == "RGB" else img.convert("RGB")
+    return as_rgb(img)
 
 
 def input_size(width: int, height: int, size: int = DEFAULT_SIZE, patch_size: int = 16) -> tuple[int, int]:
@@ -74,7 +79,7 @@ def prepare_image(image: Image.Image, size: int, patch_size: int, mean, std) -> 
     antialiasing (PIL), so downscaling does not alias.
     """
     w, h = input_size(image.width, image.height, size, patch_size)
-    resized = np.asarray(image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8)
+    resized = np.asarray(as_rgb(image).resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8)
     x = torch.from_numpy(resized.astype(np.float32) / 255.0).permute(2, 0, 1)
     x = (x - torch.tensor(mean, dtype=torch.float32)[:, None, None]) / torch.tensor(std, dtype=torch.float32)[:, None, None]
     return x.unsqueeze(0).contiguous(), resized
