@@ -126,16 +126,6 @@ class ProjectionCache:
                 pass
             raise
 
-    def cached(self, name: str, key: str, compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """The cached arrays of ``name`` if the key matches, else ``compute()`` (then cached)."""
-        hit = self.get(name, key)
-        if hit is not None:
-            log.debug("projection cache hit: %s", name)
-            return hit
-        arrays = {k: np.asarray(v) for k, v in compute().items()}
-        self.put(name, key, arrays)
-        return arrays
-
 
 # ---------------------------------------------------------------------- neighbours
 def knn_graph(features: np.ndarray, k: int = KNN_K, *, seed: int = 0, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -345,11 +335,12 @@ def compute_projections(
 
     def run(name: str, settings: Mapping[str, Any], sd: int | None, fn: Callable[[], Mapping[str, np.ndarray]]):
         key = cache_key(digest, name, settings, sd)
-        t0 = time.perf_counter()
         hit = cache.get(name, key)
         if hit is None:
             log.debug("computing %s (%d images)", name, n)
-            hit = cache.cached(name, key, fn)
+            t0 = time.perf_counter()
+            hit = {k: np.asarray(v) for k, v in fn().items()}
+            cache.put(name, key, hit)
             times[name] = time.perf_counter() - t0
         return hit
 
