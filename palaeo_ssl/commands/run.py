@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
+    if args.repeats is not None and args.repeats < 1:  # as `probe`: 0 would silently mean the default
+        raise UserError("--repeats must be at least 1")
     if args.literature_best is not None and not 0 < args.literature_best <= 1:
         raise UserError("--literature-best is a fraction in (0, 1], e.g. 0.874")
     res = run_pipeline(args.data, out=args.out, protocol=args.protocol, reference=args.reference, seed=args.seed,
