@@ -263,16 +263,17 @@ def extract_embeddings(
     peak_gpu = None
     extract_seconds = 0.0
     if todo:
+        bs = int(batch_size) if batch_size is not None else (32 if dev.type == "cpu" else 64)
+        nw = default_workers(dev) if workers is None else int(workers)
+        if bs < 1 or nw < 0 or chunk_size < 1:  # checked before paying for loading the weights
+            raise UserError(f"--batch-size ({bs}) and chunk_size ({chunk_size}) must be >= 1 and "
+                            f"--workers ({nw}) >= 0")
         if backbone is None:
             backbone = load_backbone(info.model_id, device=str(dev), dtype=dtype_name(dt), info=info)
         if dev.type == "cpu":
             set_cpu_threads()
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        bs = int(batch_size or (32 if dev.type == "cpu" else 64))
-        nw = default_workers(dev) if workers is None else int(workers)
-        if bs < 1 or nw < 0 or chunk_size < 1:
-            raise UserError("--batch-size and chunk size must be >= 1 and --workers >= 0")
         dataset = _ImageDataset([files[k] for k in todo], ImageTransform(prep))
         buf_fp: list[tuple] = []
         buf_feat: list[np.ndarray] = []

@@ -121,6 +121,19 @@ def test_pad_mode_keeps_aspect_ratio(backbone):
     torch.testing.assert_close(squashed[:, 2, 32], white, atol=1e-4, rtol=0)
 
 
+def test_bad_batch_size_or_workers_refused_before_loading(dataset, tiny_model, tmp_path, monkeypatch):
+    import palaeo_ssl.extract as ex
+
+    def no_load(*a, **k):
+        raise AssertionError("the weights were loaded before the options were checked")
+
+    monkeypatch.setattr(ex, "load_backbone", no_load)
+    with pytest.raises(UserError, match=r"--batch-size \(0\)"):
+        _extract(dataset, tiny_model, tmp_path / "out", batch_size=0)
+    with pytest.raises(UserError, match=r"--workers \(-1\)"):
+        _extract(dataset, tiny_model, tmp_path / "out", workers=-1)
+
+
 def test_image_size_must_be_multiple_of_patch(backbone):
     with pytest.raises(UserError, match="multiple of the model's patch size"):
         backbone.preprocessing("processor", 100)
