@@ -31,9 +31,9 @@ import pandas as pd
 
 from .. import report
 from ..embeddings import atomic_write_text
-from .classifiers import DISPLAY_NAMES, check_protocol, parse_probes
+from .classifiers import DISPLAY_NAMES, MAX_ITER, check_protocol, parse_probes
 from .fewshot import FewShotResult, run_few_shot
-from .protocols import CVResult, confusion_table, run_cross_validation
+from .protocols import DEFAULT_REPEATS, CVResult, confusion_table, run_cross_validation
 from .splits import FRACTIONS, SHOTS
 
 _HEADERS = {
@@ -251,10 +251,10 @@ def run_probe_report(emb, out: str | Path, protocol: str = "paper", probes: str 
         "literature_best": literature_best,
         "fractions": list(fractions),
         "n_splits": n_splits,
-        "n_repeats": n_repeats or (10 if protocol == "paper" else 5),
+        "n_repeats": n_repeats or DEFAULT_REPEATS[protocol],
         "few_shot": {"shots": list(shots), "episodes": episodes, "n_query": n_query} if few_shot else None,
         "n_folds_skipped": int(cv.skipped["fold"].notna().sum()) if len(cv.skipped) else 0,
-        "logreg_fits_at_max_iter": int((lr["n_iter"] >= 1000).sum()) if len(lr) else 0,
+        "logreg_fits_at_max_iter": int((lr["n_iter"] >= MAX_ITER).sum()) if len(lr) else 0,
         "logreg_fits": int(len(lr)),
         "embeddings": {k: emb.meta.get(k) for k in ("store_path", "model_id", "pooling", "dtype", "image_size")
                        if k in emb.meta},

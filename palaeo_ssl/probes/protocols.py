@@ -35,6 +35,10 @@ from .splits import (
 )
 
 
+#: cross-validation repeats when none are given
+DEFAULT_REPEATS = {"paper": 10, "standard": 5}
+
+
 # ---------------------------------------------------------------------- data
 @dataclass
 class LabelledData:
@@ -241,9 +245,9 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
         raise UserError(f"cross-validation needs at least 2 folds, not {n_splits} (--folds)")
     t0 = time.perf_counter()
     if protocol == "paper":
-        tasks, skipped = _paper_tasks(data, probes, seed, fractions, n_repeats or 10, n_splits)
+        tasks, skipped = _paper_tasks(data, probes, seed, fractions, n_repeats or DEFAULT_REPEATS["paper"], n_splits)
     else:
-        tasks, skipped = _standard_tasks(data, probes, seed, fractions, n_repeats or 5, n_splits)
+        tasks, skipped = _standard_tasks(data, probes, seed, fractions, n_repeats or DEFAULT_REPEATS["standard"], n_splits)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
     extras = reference_knn_extras(data.X, n_jobs, candidates=True) if protocol == "paper" and "knn" in probes else None
