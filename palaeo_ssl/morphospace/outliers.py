@@ -191,11 +191,6 @@ def suspect_labels(table: pd.DataFrame) -> pd.DataFrame:
     return sus[SUSPECT_COLUMNS].reset_index(drop=True)
 
 
-def top_outliers(table: pd.DataFrame, n: int = 25) -> pd.DataFrame:
-    """The ``n`` images with the highest outlier score (rows of a :func:`neighbourhood_table`)."""
-    return table.sort_values("outlier_rank").head(n).reset_index(drop=True)
-
-
 # ---------------------------------------------------------------------- retrieval
 def nearest_neighbours(
     features: np.ndarray,
