@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .errors import ModelLoadError, UserError
@@ -274,10 +273,6 @@ def set_cpu_threads(n: int | None = None) -> None:
     if n is None:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, int(n)))
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().float().cpu().numpy()
 
 
 @dataclass(frozen=True)

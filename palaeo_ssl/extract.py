@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import __version__
 from .backbone import (
     DEFAULT_MODEL,
     POOLINGS,

@@ -29,7 +29,7 @@ MANIFEST_SUFFIXES = {".csv", ".tsv"}
 
 def is_hidden(name: str) -> bool:
     """Hidden or system file/folder that is skipped silently."""
-    return name.startswith(".") or name.lower() in SYSTEM_NAMES or name.startswith("._")
+    return name.startswith(".") or name.lower() in SYSTEM_NAMES  # "." covers "._*" too
 
 
 # ---------------------------------------------------------------------- discovery

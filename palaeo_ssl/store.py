@@ -29,7 +29,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -94,7 +94,6 @@ class EmbeddingStore:
         self.chunk_dir = self.folder / CHUNK_DIR
         self.folder.mkdir(parents=True, exist_ok=True)
         self._next_chunk = self._max_chunk_number() + 1
-        self.dim: int | None = None
 
     # ------------------------------------------------------------------ reading what exists
     def _max_chunk_number(self) -> int:

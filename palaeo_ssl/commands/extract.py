@@ -62,12 +62,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extract import extract_embeddings
+    from ..extract import ExtractionSummary, extract_embeddings
 
     emb = extract_embeddings(args.data, out=args.out, strict=args.strict, progress=not args.no_progress,
                              **extract_kwargs(args))
-    from ..extract import ExtractionSummary
-
     summary = ExtractionSummary(**emb.meta["extraction"])
     print(summary.text())
     print(f"embeddings written to {summary.store}")
