@@ -144,6 +144,10 @@ def test_projections_are_seeded_and_cached(tmp_path, blobs):
     np.testing.assert_array_equal(fresh["umap"], a["umap"])  # same seed, same numbers without the cache
     other = pj.compute_projections(x, tmp_path, seed=2, which=("pca", "umap"))
     assert not np.array_equal(other["umap"], a["umap"])
+    times3: dict[str, float] = {}
+    only = pj.compute_projections(x, None, seed=1, which=("umap",), timings=times3)
+    assert set(times3) == {"knn", "umap"} and "pca" not in only  # only what was asked for
+    np.testing.assert_array_equal(only["umap"], a["umap"])
 
 
 def test_tsne_subsample_is_stated_by_nan_rows(blobs):

@@ -344,11 +344,12 @@ def compute_projections(
             times[name] = time.perf_counter() - t0
         return hit
 
-    pca = run("pca", {"max_components": PCA_MAX_COMPONENTS}, None, lambda: pca_projection(x, seed=seed))
-    res["pca_scores"] = pca["scores"]
-    res["pca_variance_ratio"] = pca["explained_variance_ratio"]
-    res["pca"] = pca["scores"][:, :2]
-    res["pca_explained_variance_ratio"] = pca["explained_variance_ratio"][:2]
+    if "pca" in which:
+        pca = run("pca", {"max_components": PCA_MAX_COMPONENTS}, None, lambda: pca_projection(x, seed=seed))
+        res["pca_scores"] = pca["scores"]
+        res["pca_variance_ratio"] = pca["explained_variance_ratio"]
+        res["pca"] = pca["scores"][:, :2]
+        res["pca_explained_variance_ratio"] = pca["explained_variance_ratio"][:2]
 
     if any(w in which for w in ("umap", "umap15")) and n >= 3:
         exact = knn_exact if knn_exact is not None else n <= EXACT_KNN_MAX
