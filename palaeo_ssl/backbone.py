@@ -139,7 +139,7 @@ class Backbone:
         return 1 + self.num_register_tokens
 
     def feature_dim(self, pooling: str) -> int:
-        return self.hidden_size * (2 if pooling == "cls+mean" else 1)
+        return self.info.feature_dim(pooling)
 
     def preprocessing(self, mode: str = "processor", image_size: int | None = None,
                       background: tuple[int, int, int] = (0, 0, 0)) -> Preprocessing:
@@ -289,6 +289,10 @@ class ModelInfo:
     std: tuple[float, float, float]
     #: the Hub commit the files come from, "local" for a folder, "unknown" when not recorded
     revision: str = "unknown"
+
+    def feature_dim(self, pooling: str) -> int:
+        """Length of a pooled feature: ``cls+mean`` concatenates two hidden-size vectors."""
+        return self.hidden_size * (2 if pooling == "cls+mean" else 1)
 
 
 def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:

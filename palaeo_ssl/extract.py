@@ -258,7 +258,7 @@ def extract_embeddings(
     have, cached_skips = store.lookup()
     todo = [k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips]
     computed = 0
-    dim = info.hidden_size * (2 if pooling == "cls+mean" else 1)
+    dim = info.feature_dim(pooling)
     peak_gpu = None
     extract_seconds = 0.0
     if todo:
