@@ -185,8 +185,8 @@ def parse_color(value: str | Sequence[int] | None) -> tuple[int, int, int]:
         return (0, 0, 0)
     if not isinstance(value, str):
         vals = tuple(int(v) for v in value)
-        if len(vals) != 3:
-            raise UserError(f"a colour needs 3 values, got {value!r}")
+        if len(vals) != 3 or not all(0 <= x <= 255 for x in vals):
+            raise UserError(f"a colour needs 3 values from 0 to 255, got {value!r}")
         return vals  # type: ignore[return-value]
     named = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "gray": (128, 128, 128)}
     v = value.strip().lower()

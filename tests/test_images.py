@@ -198,3 +198,7 @@ def test_parse_color():
     assert parse_color("1,2,3") == (1, 2, 3)
     with pytest.raises(UserError):
         parse_color("purple-ish")
+    assert parse_color((1, 2, 3)) == (1, 2, 3)
+    for bad in ((300, 0, 0), (-1, 0, 0), (1, 2)):  # Pillow would clip 300 silently under another store key
+        with pytest.raises(UserError, match="0 to 255"):
+            parse_color(bad)
