@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFilter
 #: Supersampling factor: shapes are drawn this many times larger, then downscaled (anti-aliasing).
 _SS = 3
 
-#: Background colour, ink colour and gamma of the imaging styles (all RGB 0..255).
+#: Background colour and ink colour of the imaging styles (RGB 0..255).
 _STYLES = (
     # thin section: pale paper-like background, dark calcite walls
     dict(bg=(232, 228, 218), ink=(38, 34, 30)),
@@ -298,7 +298,7 @@ def render_specimen(morphotype: str, rng: np.random.Generator, size: int = 160) 
     """Draw one specimen of ``morphotype`` (a key of :data:`MORPHOTYPES`) as a ``size`` x ``size`` RGB image.
 
     Every random choice comes from ``rng``. The specimen's half-size is 30-44 %
-    of the image side; rotation is uniform; position jitters by up to 6 %.
+    of the image side; rotation is uniform; the centre jitters with a standard deviation of 3 % of the side.
     """
     if morphotype not in MORPHOTYPES:
         raise ValueError(f"unknown morphotype {morphotype!r}; choose from {sorted(MORPHOTYPES)}")
