@@ -203,6 +203,14 @@ def test_classify_image_folder_embeds_like_the_labelled_store(tiny_model, tmp_pa
     assert main(["classify", str(tmp_path / "other"), "--probe-from", str(tmp_path / "lab"),
                  "--out", str(tmp_path / "x")]) == 2
     assert "made differently" in capsys.readouterr().err
+    # a labelled store without labels fails before any new image is embedded
+    lab = load_embeddings(tmp_path / "lab")
+    Embeddings(np.asarray(lab.features), lab.paths, np.full(len(lab), -1), lab.class_names,
+               meta=lab.meta).save(tmp_path / "unlabelled")
+    assert main(["classify", str(new_images), "--probe-from", str(tmp_path / "unlabelled"),
+                 "--out", str(tmp_path / "y"), "--no-progress", "--workers", "0"]) == 2
+    assert "no labels" in capsys.readouterr().err
+    assert not (tmp_path / "y" / "embeddings").exists()
 
 
 def test_comma_list_options_reject_bad_lists(tmp_path, capsys):

@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report import write_csv
 
     labelled = load_embeddings(args.probe_from)
+    # fitted first: a labelled store the probe cannot use fails before NEW is embedded (which can take hours)
+    probe = fit_probe(labelled, probe=args.probe, protocol=args.protocol, seed=args.seed)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "embeddings"
     options = {"device": args.device, "progress": not args.no_progress}
@@ -115,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
                         "they were made with different models")
     if len(new) == 0:
         raise UserError(f"no images to classify in {args.new}")
-    probe = fit_probe(labelled, probe=args.probe, protocol=args.protocol, seed=args.seed)
     frame = predictions_frame(probe, new)
     path = write_csv(frame, out / "predictions.csv")
     print(f"palaeo-ssl classify: {len(frame)} images classified with a {probe.display_name} probe "
