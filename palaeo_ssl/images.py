@@ -61,10 +61,8 @@ def _walk_files(folder: Path) -> list[Path]:
     """Visible files below ``folder``, sorted, hidden/system files and folders pruned."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for f in sorted(filenames):
-            if not is_hidden(f):
-                out.append(Path(dirpath) / f)
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]  # prunes the walk; the order comes below
+        out.extend(Path(dirpath) / f for f in filenames if not is_hidden(f))
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
 
 
