@@ -33,6 +33,7 @@ from .backbone import (
     resolve_device,
     resolve_dtype,
     set_cpu_threads,
+    usable_cpus,
 )
 from .embeddings import Embeddings
 from .errors import UserError
@@ -169,7 +170,7 @@ def peak_rss_mb() -> float:
 
 
 def default_workers(device: torch.device) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cpus()
     if device.type == "cpu":
         # on the CPU the model needs the cores; one worker overlaps decoding with compute
         return 1 if cores >= 2 else 0
