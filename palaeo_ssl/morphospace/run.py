@@ -326,7 +326,7 @@ def run_morphospace(
     }
     files.append(report.write_json(out / "morphospace.json", run_info))
     return {"files": [Path(f) for f in files], "timings": timings, "tables": tables, "projections": proj,
-            "clusters": {f"{p} / {a}": lab for (p, a), lab in clus.labels.items()}, "peak_rss_mb": peak,
+            "clusters": cluster_cols, "peak_rss_mb": peak,
             "info": run_info}
 
 
@@ -415,7 +415,7 @@ def _write_figures(out: Path, emb: Embeddings, proj: dict, clus: cl.ClusteringRe
             files += pm.plot_cluster_panels(proj["umap"], panels, out / f"umap_clusters_{slug(algo)}",
                                             title=f"{name}: {algo} clusters on the 2-D UMAP")
     if clus.silhouette_curves:
-        chosen = {p: int(r["n_clusters"]) for p, r in zip(clus.table["Pipeline"], clus.table.to_dict("records"))
+        chosen = {r["Pipeline"]: int(r["n_clusters"]) for r in clus.table.to_dict("records")
                   if r["Algorithm"] == cl.KMEANS_UNKNOWN}
         files += pm.plot_silhouette_search(clus.silhouette_curves, chosen, out / "silhouette_k")
     files += pm.plot_distance_histogram(hist, out / "dist_hist", title=f"{name}: pairwise cosine distances")
