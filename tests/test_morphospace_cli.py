@@ -208,6 +208,8 @@ def test_group_column_and_errors(store, tmp_path, capsys):
     assert "unknown class(es) ['nope']" in capsys.readouterr().err
     assert main(["morphospace", str(store), "--out", str(out), "--groups", str(manifest)]) == 2
     assert "--group-column" in capsys.readouterr().err
+    assert main(["morphospace", str(store), "--out", str(out), "--group-values", "a", "b"]) == 2  # not ignored
+    assert "--group-values needs --groups" in capsys.readouterr().err
     assert main(["morphospace", str(tmp_path / "missing"), "--out", str(out)]) == 2
     capsys.readouterr()
     # a bad -k is refused before the image is looked at (or embedded)

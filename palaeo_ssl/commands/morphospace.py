@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if not (args.compare_classes and args.vs):
             raise UserError("--compare-classes and --vs go together: name the classes of both groups")
         compare = {"classes": (args.compare_classes, args.vs)}
+    if args.group_values and not args.groups:
+        raise UserError("--group-values needs --groups and --group-column (the CSV and the column it names values of)")
     if args.groups or args.group_column:
         if compare:
             raise UserError("use either --compare-classes/--vs or --groups/--group-column, not both")
