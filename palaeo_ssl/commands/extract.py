@@ -23,7 +23,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="images per forward pass (default: 32 on CPU, 64 on GPU)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="image-decoding worker processes (default: 1 on CPU, up to 8 on GPU; 0 = in-process)")
+                   help="image-decoding worker processes (default: 1 on a CPU with 2 or more cores, else 0; "
+                        "on GPU one per core but one, at most 8; 0 = in-process)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto picks CUDA, then Apple MPS, then CPU (default: auto)")
     p.add_argument("--dtype", choices=DTYPES, default="auto",
