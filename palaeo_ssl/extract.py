@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ from .backbone import (
 from .embeddings import Embeddings
 from .errors import UserError
 from .images import ImageReadError, discover, load_image, pad_to_square, parse_color, skipped_frame
-from .report import library_versions, now_iso, write_csv
+from .report import library_versions, now_iso, peak_rss_mb, write_csv
 from .store import EmbeddingStore, fingerprint
 
 log = logging.getLogger(__name__)
@@ -161,12 +159,6 @@ class ExtractionSummary:
         if len(self.skipped_files) > 10:
             lines.append(f"  ... and {len(self.skipped_files) - 10} more in skipped.csv")
         return "\n".join(lines)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MB."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
 def default_workers(device: torch.device) -> int:

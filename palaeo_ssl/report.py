@@ -242,3 +242,16 @@ def now_iso() -> str:
 
 def command_line() -> str:
     return " ".join(sys.argv)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (on Windows, the peak working set)."""
+    try:
+        import resource
+    except ImportError:  # Windows has no resource module
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024

@@ -10,8 +10,6 @@ reads them back for the interactive explorer.
 from __future__ import annotations
 
 import logging
-import resource
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,12 +41,6 @@ def slug(text: str) -> str:
     """File-name form of an algorithm name: ``"KMeans (Known K)"`` -> ``"kmeans_known_k"``."""
     out = "".join(ch.lower() if ch.isalnum() else "_" for ch in text)
     return "_".join(p for p in out.split("_") if p)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 #: scikit-learn's chunk size for pairwise distances (MiB); its default (1024) made t-SNE's
@@ -205,7 +197,7 @@ def run_morphospace(
         for k, v in proj_times.items():
             timings[f"projection: {k}"] = v
         timings["projections"] = time.perf_counter() - t0
-        rss["projections"] = peak_rss_mb()
+        rss["projections"] = report.peak_rss_mb()
         n_pca = pj.n_components_for(proj["pca_variance_ratio"])
         spaces = {cl.PIPELINE_PCA: proj["pca_scores"][:, :n_pca]}
         if "umap15" in proj:
@@ -236,7 +228,7 @@ def run_morphospace(
         lab_df = pd.DataFrame({"index": np.arange(n), "path": emb.paths, **cluster_cols})
         files.append(report.write_csv(lab_df, out / "cluster_labels.csv"))
         timings["clustering"] = time.perf_counter() - t0
-        rss["clustering"] = peak_rss_mb()
+        rss["clustering"] = report.peak_rss_mb()
         bar.update()
 
         # 3. disparity
@@ -275,7 +267,7 @@ def run_morphospace(
             files.append(report.write_csv(test, out / "disparity_test.csv"))
         timings["disparity: histogram and test"] = time.perf_counter() - t1
         timings["disparity"] = time.perf_counter() - t0
-        rss["disparity"] = peak_rss_mb()
+        rss["disparity"] = report.peak_rss_mb()
         bar.update()
 
         # 4. outliers and suspect labels
@@ -290,7 +282,7 @@ def run_morphospace(
         tables["suspect_labels"] = sus
         files.append(report.write_csv(sus, out / "suspect_labels.csv"))
         timings["outliers"] = time.perf_counter() - t0
-        rss["outliers"] = peak_rss_mb()
+        rss["outliers"] = report.peak_rss_mb()
         bar.update()
 
         # 5. figures
@@ -299,11 +291,11 @@ def run_morphospace(
             t0 = time.perf_counter()
             files += _write_figures(out, emb, proj, clus, hist, rare, outl, sus, name)
             timings["figures"] = time.perf_counter() - t0
-            rss["figures"] = peak_rss_mb()
+            rss["figures"] = report.peak_rss_mb()
             bar.update()
     bar.close()
     timings["total"] = time.perf_counter() - t_all
-    peak = peak_rss_mb()
+    peak = report.peak_rss_mb()
     run_info = {
         "command": "morphospace", "protocol": protocol, "seed": seed, "dataset": name,
         "n_images": n, "n_features": int(x.shape[1]), "n_labelled": int((emb.labels >= 0).sum()),
