@@ -327,22 +327,9 @@ run_morphospace_report = run_morphospace
 
 
 def _progress(total: int, enabled: bool):
-    if enabled:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc="morphospace", unit="stage")
-
-    class _Quiet:
-        def set_description(self, *_a, **_k):
-            pass
-
-        def update(self, *_a, **_k):
-            pass
-
-        def close(self):
-            pass
-
-    return _Quiet()
+    return tqdm(total=total, desc="morphospace", unit="stage", disable=not enabled)
 
 
 def _disparity_test(emb: Embeddings, x: np.ndarray, compare: dict[str, Any], n_permutations: int, seed: int) -> pd.DataFrame:

@@ -273,20 +273,10 @@ def _execute_parallel(tasks, X, y, n_jobs, bar, extras):
     return results
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="fit", leave=False)
+    return tqdm(total=total, desc=desc, unit="fit", leave=False, disable=not enabled)
 
 
 def summed_times(results: list[list[dict[str, Any]]]) -> dict[str, float]:
