@@ -35,6 +35,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "(default: black)")
 
 
+def add_data_argument(p: argparse.ArgumentParser) -> None:
+    """The DATA positional of every command that reads a dataset."""
+    p.add_argument("data", metavar="DATA",
+                   help="folder with one sub-folder per class, a flat folder (unlabelled), or a CSV manifest "
+                        "with columns path,label[,specimen] (paths relative to the manifest)")
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """--strict and --no-progress, as every command that extracts takes them."""
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 2 if any file could not be read (the readable images are still embedded "
+                        "and saved)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def extract_kwargs(args: argparse.Namespace) -> dict:
     return dict(model=args.model, pooling=args.pooling, preprocess=args.preprocess, image_size=args.image_size,
                 batch_size=args.batch_size, workers=args.workers, device=args.device, dtype=args.dtype,
@@ -51,14 +66,10 @@ def register(sub) -> None:
             "skipped and listed in OUT/skipped.csv."
         ),
     )
-    p.add_argument("data", metavar="DATA",
-                   help="folder with one sub-folder per class, a flat folder (unlabelled), or a CSV manifest "
-                        "with columns path,label[,specimen] (paths relative to the manifest)")
+    add_data_argument(p)
     p.add_argument("--out", required=True, metavar="OUT", help="output folder for the embedding store")
     add_model_options(p)
-    p.add_argument("--strict", action="store_true",
-                   help="exit with code 2 if any file could not be read (features are still saved)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_run_flags(p)
     p.set_defaults(func=run)
 
 

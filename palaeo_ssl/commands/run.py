@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .extract import add_model_options, extract_kwargs
+from .extract import add_data_argument, add_model_options, add_run_flags, extract_kwargs
 
 
 def register(sub) -> None:
@@ -21,9 +21,7 @@ def register(sub) -> None:
             "A rerun reuses every stage whose inputs did not change."
         ),
     )
-    p.add_argument("data", metavar="DATA",
-                   help="folder with one sub-folder per class, a flat folder (unlabelled), or a CSV manifest "
-                        "with columns path,label[,specimen]")
+    add_data_argument(p)
     p.add_argument("--out", required=True, metavar="OUT", help="results folder, e.g. results/my_dataset")
     p.add_argument("--protocol", choices=("paper", "standard", "both"), default="both",
                    help="paper: exactly Rodgers (2025); standard: the sound protocol; both: each in its own "
@@ -42,8 +40,7 @@ def register(sub) -> None:
     p.add_argument("--no-explorer", action="store_true", help="do not write explorer.html")
     p.add_argument("--force", action="store_true", help="recompute every analysis stage (embeddings stay cached)")
     add_model_options(p)
-    p.add_argument("--strict", action="store_true", help="exit with code 2 if any image could not be read")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_run_flags(p)
     p.set_defaults(func=run)
 
 
