@@ -29,3 +29,12 @@ def fusulinids() -> Path:
     if not FUSULINIDS.is_dir():
         pytest.skip("../shared/data/fusulinids is not present")
     return FUSULINIDS
+
+
+@pytest.fixture()
+def one_blas_thread():
+    """BLAS on one thread, as 'palaeo-ssl morphospace' runs (--threads 1): many small fits thrash on a shared CPU."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

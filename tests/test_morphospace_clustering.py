@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from palaeo_ssl.morphospace import clustering as cl
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """As 'palaeo-ssl morphospace' runs (--threads 1): many small fits thrash on a shared CPU otherwise."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

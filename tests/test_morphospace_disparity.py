@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from scipy.spatial.distance import pdist
 from sklearn.covariance import LedoitWolf
 
 from palaeo_ssl.morphospace import disparity as dp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """As 'palaeo-ssl morphospace' runs (--threads 1): many small fits thrash on a shared CPU otherwise."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _data(n=60, d=24, seed=0, shift=0.4):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.datasets import make_blobs
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
@@ -12,11 +11,7 @@ from palaeo_ssl.morphospace import outliers as ol
 from palaeo_ssl.morphospace import projections as pj
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """As 'palaeo-ssl morphospace' runs (--threads 1): many small fits thrash on a shared CPU otherwise."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
