@@ -1,0 +1,189 @@
+"""Checks of public parameters where they enter the library.
+
+In the spirit of scikit-learn's ``validate_params``: each public function
+declares its constraints once, next to its signature, and a bad value raises a
+:class:`ParameterError` that names the *Python* parameter the caller used
+(``n_splits must be an integer >= 2, not 0``). The command line translates the
+parameter name into its flag in one place (:data:`palaeo_ssl.commands.FLAGS`),
+so a notebook user never reads about ``--folds`` and a shell user never about
+``n_splits``. Nothing here treats 0 as "use the default": ``None`` does that.
+
+Constraints::
+
+    Interval(int, 1, None)             an integer >= 1
+    Interval(float, 0, 1, closed="right")   a number in (0, 1]
+    Options({"cls", "mean"})           one of these values
+    Sequence(Interval(int, 1, None))   a non-empty sequence of such values
+    None in a list of constraints      None is allowed too
+
+Usage::
+
+    @validate_params({"n_splits": [Interval(int, 2, None)], "seed": [Interval(int, None, None)]})
+    def run_cross_validation(emb, n_splits=5, seed=0): ...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import UserError
+
+
+class ParameterError(UserError, ValueError):
+    """A public parameter outside its allowed values; ``param`` is its Python name.
+
+    ``template`` holds the message with ``{name}`` where the parameter's name
+    goes, so the command line can put its flag there instead.
+    """
+
+    def __init__(self, param: str, template: str):
+        self.param = param
+        self.template = template
+        super().__init__(template.format(name=param))
+
+    def message_for(self, name: str) -> str:
+        """The message with ``name`` (e.g. a command-line flag) in place of the parameter's name."""
+        return self.template.format(name=name)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number of ``kind`` (int or float) between ``low`` and ``high`` (None = unbounded)."""
+
+    kind: type
+    low: float | None
+    high: float | None
+    closed: str = "both"  # "both", "left", "right", "neither"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.kind is int and not isinstance(value, numbers.Integral):
+            return False
+        if value != value:  # NaN
+            return False
+        lo_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
+        hi_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
+        return lo_ok and hi_ok
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            left = "[" if self.closed in ("both", "left") else "("
+            right = "]" if self.closed in ("both", "right") else ")"
+            return f"{what} in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{what} {'>=' if self.closed in ('both', 'left') else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<=' if self.closed in ('both', 'right') else '<'} {self.high:g}"
+        return what
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values."""
+
+    values: tuple
+
+    def __init__(self, values: Iterable):
+        object.__setattr__(self, "values", tuple(values))
+
+    def accepts(self, value: Any) -> bool:
+        try:
+            return value in self.values
+        except TypeError:
+            return False
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """A non-empty list or tuple whose every item satisfies ``item``."""
+
+    item: Any
+
+    def accepts(self, value: Any) -> bool:
+        return (isinstance(value, (list, tuple)) and len(value) > 0
+                and all(self.item.accepts(v) for v in value))
+
+    def describe(self) -> str:
+        return f"a non-empty list of {self.item.describe().replace('an integer', 'integers').replace('a number', 'numbers')}"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An instance of one of ``types`` (e.g. ``Kind((str, os.PathLike))``)."""
+
+    types: tuple
+    name: str
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, self.types) and not (bool not in self.types and isinstance(value, bool))
+
+    def describe(self) -> str:
+        return self.name
+
+
+def check(name: str, value: Any, constraints: Any) -> Any:
+    """Raise :class:`ParameterError` unless ``value`` meets one of ``constraints``; return ``value``.
+
+    ``constraints`` is a constraint or a list of them; ``None`` in the list allows None.
+    """
+    options = constraints if isinstance(constraints, list) else [constraints]
+    if value is None and None in options:
+        return value
+    real = [c for c in options if c is not None]
+    if any(c.accepts(value) for c in real):
+        return value
+    allowed = " or ".join(c.describe() for c in real)  # None (= the default) is not worth a mention
+    raise ParameterError(name, "{name} must be " + allowed.replace("{", "{{").replace("}", "}}")
+                         + f", not {value!r}".replace("{", "{{").replace("}", "}}"))
+
+
+def check_all(values: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+    """:func:`check` every name of ``spec`` that ``values`` holds."""
+    for name, constraints in spec.items():
+        if name in values:
+            check(name, values[name], constraints)
+
+
+def validate_params(spec: Mapping[str, Any]) -> Callable:
+    """Decorator: check the named parameters of every call against ``spec`` before the body runs.
+
+    The spec is kept on the function as ``__param_spec__`` (the command line reads
+    defaults from the signature and the spec from there).
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+        unknown = set(spec) - set(sig.parameters)
+        if unknown:  # a typo in the spec would silently check nothing
+            raise TypeError(f"validate_params on {fn.__qualname__}: no parameter(s) {sorted(unknown)}")
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = sig.bind_partial(*args, **kwargs)
+            check_all(bound.arguments, spec)
+            return fn(*args, **kwargs)
+
+        wrapper.__param_spec__ = dict(spec)
+        return wrapper
+
+    return decorate
+
+
+#: constraints used in many places
+POSITIVE_INT = Interval(int, 1, None)
+NON_NEGATIVE_INT = Interval(int, 0, None)
+SEED = Interval(int, None, None)
+FRACTION = Interval(float, 0, 1, closed="right")
+N_JOBS = Interval(int, None, None)
+
+__all__ = ["ParameterError", "Interval", "Options", "Sequence", "Kind", "check", "check_all", "validate_params",
+           "POSITIVE_INT", "NON_NEGATIVE_INT", "SEED", "FRACTION", "N_JOBS"]
