@@ -268,16 +268,6 @@ def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str =
                     config=net.config)
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def set_cpu_threads(n: int | None = None) -> None:
-    """Use every physical core for intra-op work on CPU (PyTorch's default can be lower in containers)."""
-    torch.set_num_threads(max(1, int(usable_cpus() if n is None else n)))
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """What is known about a model from its config files alone (no weights loaded)."""

@@ -18,9 +18,9 @@ A store folder holds three files, all readable without palaeo-ssl:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .cache import array_digest, atomic_save_npy, key_hash, atomic_write_text, jsonable as _jsonable, unlink_quietly as _unlink_quietly  # noqa: F401
 from .errors import UserError
 
 FEATURES_FILE = "features.npy"
@@ -127,6 +128,20 @@ class Embeddings:
             meta={k: (np.asarray(v)[idx] if k.startswith("_") else v) for k, v in self.meta.items()},
         )
 
+    def identity(self) -> str:
+        """What makes these features what they are, as a short hash: the one definition every cache uses.
+
+        For a store on disk: its ``index.csv`` (paths, labels, file sizes and
+        modification times) and the settings that made the features (model and
+        commit, preprocessing, pooling, dtype, image size; the store's own key).
+        For embeddings built in memory: the bytes of the features and labels.
+        """
+        store = self.meta.get("store_path")
+        if store and (Path(store) / INDEX_FILE).is_file():
+            return key_hash({"index": hashlib.sha256((Path(store) / INDEX_FILE).read_bytes()).hexdigest(),
+                             "settings": self.meta.get("settings", {})})
+        return key_hash({"features": array_digest(np.asarray(self.features)), "labels": array_digest(self.labels)})
+
     def labelled(self) -> "Embeddings":
         """Only the images that have a label."""
         return self.subset(self.labels >= 0)
@@ -174,53 +189,6 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, eps)
-
-
-# ---------------------------------------------------------------------- atomic writes
-def _atomic_write(path: Path, mode: str, write) -> None:
-    """Call ``write(fh)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    _atomic_write(path, "w", lambda fh: fh.write(text))
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """``numpy.save`` through a temporary file and a rename."""
-    _atomic_write(path, "wb", lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # ---------------------------------------------------------------------- loading

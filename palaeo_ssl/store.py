@@ -22,7 +22,6 @@ last, so a store with a ``meta.json`` is always consistent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .cache import key_hash
 from .embeddings import (
     FEATURES_FILE,
     INDEX_FILE,
@@ -52,8 +52,7 @@ Fingerprint = tuple  # (rel_path: str, file_size: int, mtime_ns: int)
 
 def store_key(settings: Mapping[str, Any]) -> str:
     """Short stable hash of the settings that change the features."""
-    blob = json.dumps(_jsonable(dict(settings)), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
+    return key_hash(dict(settings), length=10)
 
 
 def _slug(text: str) -> str:

@@ -27,11 +27,12 @@ Every random step takes a ``seed``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..compute import one_blas_thread
 
 #: quantities of :func:`disparity_summary`, in the order of the reference's ``morphology_report.csv``
 DISPARITY_COLUMNS = (
@@ -197,18 +198,6 @@ def _gram_stats(x: np.ndarray) -> dict[str, float]:
     return {"std_pairwise_distance": _pairwise_std(x), "effective_rank": _effective_rank(x)}
 
 
-@contextmanager
-def _one_blas_thread(active: bool = True):
-    """Many small matrix products are faster single-threaded (and much faster on a busy machine)."""
-    if not active:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 # ---------------------------------------------------------------------- point estimates
 def mean_pairwise_distance(features: np.ndarray) -> float:
     """Mean cosine distance over all pairs i < j of the N rows, in O(N·D).
@@ -273,7 +262,7 @@ def bootstrap_disparity(
     rng = np.random.default_rng(seed)
     reps: dict[str, list[float]] = {c: [] for c in DISPARITY_COLUMNS}
     if n >= 2:
-        with _one_blas_thread(n <= 4 * x.shape[1]):
+        with one_blas_thread(n <= 4 * x.shape[1]):
             for b in range(max(n_boot, n_boot_gram)):
                 w = _counts(n, rng)
                 if b < n_boot:
@@ -435,7 +424,7 @@ def rarefaction(
         for n in rarefaction_sizes(top, n_points=n_points, include=[common_n] if common_n else []):
             reps = n_repeats if n < ix.size else 1
             vals: dict[str, list[float]] = {m: [] for m in metrics}
-            with _one_blas_thread(n <= 2 * x.shape[1]):
+            with one_blas_thread(n <= 2 * x.shape[1]):
                 for _ in range(reps):
                     sub = x[np.sort(rng.choice(ix, size=n, replace=False))] if n < ix.size else x[ix]
                     for m in metrics:
@@ -507,7 +496,7 @@ def permutation_test(
     observed = da - db
     rng = np.random.default_rng(seed)
     exceed = 0
-    with _one_blas_thread(xp.shape[0] <= 4 * x.shape[1]):
+    with one_blas_thread(xp.shape[0] <= 4 * x.shape[1]):
         for _ in range(n_permutations):
             pa, pb = stat(rng.permutation(xp.shape[0]))
             if abs(pa - pb) >= abs(observed) - 1e-12:

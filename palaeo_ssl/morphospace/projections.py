@@ -17,17 +17,15 @@ reuses it instead of recomputing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..cache import array_digest, atomic_save_npz, key_hash
 from .disparity import unit_rows
 
 log = logging.getLogger(__name__)
@@ -50,13 +48,7 @@ KNN_K = 30
 # ---------------------------------------------------------------------- cache
 def features_digest(features: np.ndarray) -> str:
     """SHA-256 of the shape, dtype and bytes of ``features`` (hex, 16 chars)."""
-    x = np.ascontiguousarray(features)
-    h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
-    flat = x.reshape(-1).view(np.uint8)
-    step = 64 << 20
-    for start in range(0, flat.size, step):
-        h.update(flat[start:start + step])
-    return h.hexdigest()[:16]
+    return array_digest(features)
 
 
 def _versions() -> dict[str, str]:
@@ -74,9 +66,8 @@ def _versions() -> dict[str, str]:
 
 def cache_key(digest: str, name: str, settings: Mapping[str, Any], seed: int | None) -> str:
     """Key of one cached projection: features digest + name + settings + seed + library versions."""
-    blob = json.dumps({"features": digest, "name": name, "settings": dict(settings), "seed": seed, "versions": _versions()},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return key_hash({"features": digest, "name": name, "settings": dict(settings), "seed": seed,
+                     "versions": _versions()}, length=24)
 
 
 class ProjectionCache:
@@ -114,17 +105,7 @@ class ProjectionCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **self._data)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_save_npz(self.path, self._data)
 
 
 # ---------------------------------------------------------------------- neighbours

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.decomposition import PCA
 
+from ..compute import one_blas_thread
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,8 @@ def _pca(x: np.ndarray, n_components: int) -> PCA:
     BLAS is held to one thread: these matrices are small (about 10^3 x 10^3), and
     multi-threaded OpenBLAS on a busy CPU was measured 15-50x slower here.
     """
-    from threadpoolctl import threadpool_limits
-
     solver = "covariance_eigh" if x.shape[0] >= x.shape[1] else "full"
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return PCA(n_components=n_components, svd_solver=solver).fit(x)
 
 

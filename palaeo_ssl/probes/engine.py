@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from threadpoolctl import threadpool_limits
 
 from ..embeddings import l2_normalize
+from ..compute import compute_context, limit_worker_blas, usable_cpus
 from ..errors import UserError
 from .classifiers import (
     REFERENCE_K,
@@ -182,29 +182,11 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     return out
 
 
-_WORKER_LIMITED = False
-
-
-def _limit_worker_blas() -> None:
-    """One BLAS/OpenMP thread for the rest of this worker process's life.
-
-    Set once per worker rather than per task: entering and leaving
-    ``threadpool_limits`` costs some 4 ms (it inspects every loaded library),
-    which over the ~900 tasks of the paper protocol was several CPU-seconds.
-    Only worker processes call this (joblib's loky workers already run with
-    one inner thread each when there are as many workers as CPUs).
-    """
-    global _WORKER_LIMITED
-    if not _WORKER_LIMITED:
-        threadpool_limits(limits=1)
-        _WORKER_LIMITED = True
-
-
 def _run_from_files(x_path: str, y_path: str, task: Task, extra_paths: dict[str, str] | None = None
                     ) -> list[dict[str, Any]]:
     # memory-mapped per task (opening is cheap), so no worker keeps a run's data once it is done
     extras = {k: np.load(p, mmap_mode="r") for k, p in (extra_paths or {}).items()}
-    _limit_worker_blas()
+    limit_worker_blas()
     return run_task(task, np.load(x_path, mmap_mode="r"), np.load(y_path), extras)
 
 
@@ -213,10 +195,7 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     if n_jobs == 0:
         raise UserError("the number of worker processes (--jobs) is -1 for every CPU or a positive count, not 0")
     if n_jobs is None or n_jobs == -1:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return max(1, effective_n_jobs(-1))
+        return usable_cpus()
     return max(1, effective_n_jobs(n_jobs))
 
 
@@ -237,7 +216,7 @@ def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None 
     try:
         if n_jobs == 1:
             results = []
-            with threadpool_limits(limits=1):
+            with compute_context(blas=1):
                 for t in tasks:
                     results.append(run_task(t, X, y, extras))
                     bar.update(1)

@@ -87,7 +87,7 @@ def candidate_lists(z: np.ndarray, m: int = N_CANDIDATES, block: int = 512, n_jo
     import tempfile
     from pathlib import Path
 
-    from threadpoolctl import threadpool_limits
+    from ..compute import compute_context
 
     n = z.shape[0]
     m = min(m, n)
@@ -106,15 +106,15 @@ def candidate_lists(z: np.ndarray, m: int = N_CANDIDATES, block: int = 512, n_jo
         except (OSError, ImportError, RuntimeError):  # no worker processes here: run in this process
             parts = None
     if parts is None:
-        with threadpool_limits(limits=1):
+        with compute_context(blas=1):
             parts = [candidate_block(z, b, m) for b in blocks]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _block_from_file(path: str, start: int, stop: int, m: int):
-    from threadpoolctl import threadpool_limits
+    from ..compute import compute_context
 
-    with threadpool_limits(limits=1):
+    with compute_context(blas=1):
         return candidate_block(np.load(path, mmap_mode="r"), np.arange(start, stop), m)
 
 

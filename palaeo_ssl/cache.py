@@ -1,0 +1,116 @@
+"""One way to key and write cached results: a JSON key hashed, files written atomically.
+
+Every cache of the package goes through here: the embedding store's folder key
+(:mod:`palaeo_ssl.store`), the cached projections (``projections.npz``,
+:mod:`palaeo_ssl.morphospace.projections`) and the stages of a run
+(:mod:`palaeo_ssl.pipeline`). A key is a JSON-able mapping (a config
+dataclass's ``asdict()`` plus the identity of the embeddings it reads,
+:meth:`palaeo_ssl.embeddings.Embeddings.identity`); :func:`key_hash` is the
+SHA-256 of its canonical JSON. Files are written beside their target and
+renamed over it, so a reader never sees half a file, even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays, paths, tuples and dataclasses turned into plain JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def canonical_json(key: Any) -> str:
+    """The JSON text that :func:`key_hash` hashes (sorted keys, no whitespace variation)."""
+    return json.dumps(jsonable(key), sort_keys=True, default=str)
+
+
+def key_hash(key: Any, length: int = 16) -> str:
+    """Hex SHA-256 (first ``length`` characters) of the canonical JSON of ``key``."""
+    return hashlib.sha256(canonical_json(key).encode()).hexdigest()[:length]
+
+
+def array_digest(x: np.ndarray, length: int = 16) -> str:
+    """SHA-256 of the shape, dtype and bytes of an array (hex, ``length`` characters), in 64 MiB blocks."""
+    x = np.ascontiguousarray(x)
+    h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
+    flat = x.reshape(-1).view(np.uint8)
+    step = 64 << 20
+    for start in range(0, flat.size, step):
+        h.update(flat[start:start + step])
+    return h.hexdigest()[:length]
+
+
+# ---------------------------------------------------------------------- atomic writes
+def _atomic_write(path: Path, mode: str, write) -> None:
+    """Call ``write(fh)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    _atomic_write(path, "w", lambda fh: fh.write(text))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (see :func:`jsonable`) through a temporary file and a rename."""
+    atomic_write_text(path, json.dumps(jsonable(data), indent=2))
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """``numpy.save`` through a temporary file and a rename."""
+    _atomic_write(path, "wb", lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def atomic_save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """``numpy.savez`` (uncompressed) through a temporary file and a rename."""
+    _atomic_write(path, "wb", lambda fh: np.savez(fh, **arrays))
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``, or None when it is missing or damaged (a cache to recompute)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+__all__ = ["jsonable", "canonical_json", "key_hash", "array_digest", "atomic_write_text", "atomic_write_json",
+           "atomic_save_npy", "atomic_save_npz", "read_json", "unlink_quietly"]
