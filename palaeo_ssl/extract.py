@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from .backbone import (
     DEFAULT_MODEL,
     POOLINGS,
+    PREPROCESSINGS,
     Backbone,
     Preprocessing,
     describe_model,
@@ -30,11 +31,11 @@ from .backbone import (
     make_preprocessing,
     resolve_device,
     resolve_dtype,
-    set_cpu_threads,
-    usable_cpus,
 )
+from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
+from .params import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_params
 from .images import ImageReadError, discover, load_image, pad_to_square, parse_color, skipped_frame
 from .report import library_versions, now_iso, peak_rss_mb, write_csv
 from .store import EmbeddingStore, fingerprint
@@ -175,6 +176,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "palaeo-ssl" / "embeddings"
 
 
+@validate_params({
+    "pooling": Options(POOLINGS),
+    "preprocess": Options(PREPROCESSINGS),
+    "image_size": [POSITIVE_INT, None],
+    "batch_size": [POSITIVE_INT, None],
+    "workers": [NON_NEGATIVE_INT, None],
+    "chunk_size": POSITIVE_INT,
+})
 def extract_embeddings(
     data: str | os.PathLike,
     model: str = DEFAULT_MODEL,
@@ -214,8 +223,41 @@ def extract_embeddings(
     with ``meta["extraction"]`` describing this run.
     """
     t0 = time.perf_counter()
-    if pooling not in POOLINGS:
-        raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone)
+    computed, extract_seconds, peak_gpu = 0, 0.0, None
+    if plan.todo:
+        dev = plan.device
+        bs = int(batch_size) if batch_size is not None else (32 if dev.type == "cpu" else 64)
+        nw = default_workers(dev) if workers is None else int(workers)
+        if backbone is None:
+            backbone = load_backbone(plan.info.model_id, device=str(dev), dtype=dtype_name(plan.dtype), info=plan.info)
+        t_extract = time.perf_counter()
+        with compute_context(torch_threads=-1 if dev.type == "cpu" else None):
+            computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress)
+        extract_seconds = time.perf_counter() - t_extract
+    return _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
+
+
+@dataclass
+class _Plan:
+    """What an extraction must do: the images found, their fingerprints, the store and what it lacks."""
+
+    images: Any  # images.ImageSet
+    info: Any  # backbone.ModelInfo
+    prep: Preprocessing
+    device: torch.device
+    dtype: torch.dtype
+    out_dir: Path
+    store: EmbeddingStore
+    fps: list[tuple]
+    files: list[Path]
+    labels: np.ndarray
+    specimens: list[str] | None
+    unreadable: list[tuple[str, str]]
+    todo: list[int]
+
+
+def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone) -> _Plan:
     bg = parse_color(background)
     images = discover(data)
     dev = backbone.device if backbone is not None else resolve_device(device)
@@ -237,7 +279,6 @@ def extract_embeddings(
     out_dir = Path(out).expanduser() if out is not None else default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     store = EmbeddingStore(out_dir, images.name, settings)
-
     fps: list[tuple] = []
     unreadable: list[tuple[str, str]] = list(images.missing)
     keep_idx: list[int] = []
@@ -248,69 +289,67 @@ def extract_embeddings(
             continue
         fps.append(fp)
         keep_idx.append(i)
-    labels = images.labels[keep_idx]
-    specimens = [images.specimens[i] for i in keep_idx] if images.specimens is not None else None
-    files = [images.files[i] for i in keep_idx]
-
     have, cached_skips = store.lookup()
-    todo = [k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips]
+    return _Plan(images=images, info=info, prep=prep, device=dev, dtype=dt, out_dir=out_dir, store=store, fps=fps,
+                 files=[images.files[i] for i in keep_idx], labels=images.labels[keep_idx],
+                 specimens=[images.specimens[i] for i in keep_idx] if images.specimens is not None else None,
+                 unreadable=unreadable,
+                 todo=[k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips])
+
+
+def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,
+                   progress: bool) -> tuple[int, float | None]:
+    """Embed the images the store lacks, writing a chunk every ``chunk_size`` rows.
+
+    Returns (images embedded, peak GPU memory in MiB or None).
+    """
+    from tqdm.auto import tqdm
+
+    dev, fps, todo = plan.device, plan.fps, plan.todo
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    dataset = _ImageDataset([plan.files[k] for k in todo], ImageTransform(plan.prep))
+    buf_fp: list[tuple] = []
+    buf_feat: list[np.ndarray] = []
+    buf_skip: list[tuple[tuple, str]] = []
+
+    def flush():
+        if buf_fp or buf_skip:
+            feats = np.concatenate(buf_feat) if buf_feat else None
+            plan.store.write_chunk(list(buf_fp), feats, list(buf_skip))
+            buf_fp.clear(), buf_feat.clear(), buf_skip.clear()
+
     computed = 0
-    dim = info.feature_dim(pooling)
-    peak_gpu = None
-    extract_seconds = 0.0
-    if todo:
-        bs = int(batch_size) if batch_size is not None else (32 if dev.type == "cpu" else 64)
-        nw = default_workers(dev) if workers is None else int(workers)
-        if bs < 1 or nw < 0 or chunk_size < 1:  # checked before paying for loading the weights
-            raise UserError(f"--batch-size ({bs}) and chunk_size ({chunk_size}) must be >= 1 and "
-                            f"--workers ({nw}) >= 0")
-        if backbone is None:
-            backbone = load_backbone(info.model_id, device=str(dev), dtype=dtype_name(dt), info=info)
-        if dev.type == "cpu":
-            set_cpu_threads()
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        dataset = _ImageDataset([files[k] for k in todo], ImageTransform(prep))
-        buf_fp: list[tuple] = []
-        buf_feat: list[np.ndarray] = []
-        buf_skip: list[tuple[tuple, str]] = []
+    bar = tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress, dynamic_ncols=True)
+    try:
+        for ids, pixels, bad in _batches(dataset, batch_size, workers, pin=dev.type == "cuda"):
+            for j, reason in bad:
+                buf_skip.append((fps[todo[j]], reason))
+            if pixels is not None:
+                buf_feat.append(backbone.embed(pixels, pooling).numpy())
+                buf_fp.extend(fps[todo[j]] for j in ids)
+                computed += len(ids)
+            bar.update(len(ids) + len(bad))
+            if len(buf_fp) + len(buf_skip) >= chunk_size:
+                flush()
+        flush()
+    finally:
+        bar.close()
+    peak_gpu = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    return computed, peak_gpu
 
-        def flush():
-            if buf_fp or buf_skip:
-                feats = np.concatenate(buf_feat) if buf_feat else None
-                store.write_chunk(list(buf_fp), feats, list(buf_skip))
-                buf_fp.clear(), buf_feat.clear(), buf_skip.clear()
 
-        from tqdm.auto import tqdm
-
-        t_extract = time.perf_counter()
-        bar = tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress, dynamic_ncols=True)
-        try:
-            for ids, pixels, bad in _batches(dataset, bs, nw, pin=dev.type == "cuda"):
-                for j, reason in bad:
-                    buf_skip.append((fps[todo[j]], reason))
-                if pixels is not None:
-                    feats = backbone.embed(pixels, pooling).numpy()
-                    buf_feat.append(feats)
-                    buf_fp.extend(fps[todo[j]] for j in ids)
-                    computed += len(ids)
-                bar.update(len(ids) + len(bad))
-                if len(buf_fp) + len(buf_skip) >= chunk_size:
-                    flush()
-            flush()
-        finally:
-            bar.close()
-        extract_seconds = time.perf_counter() - t_extract
-        if dev.type == "cuda":
-            peak_gpu = torch.cuda.max_memory_allocated(dev) / 2**20
-
+def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: float, peak_gpu: float | None,
+            t0: float, strict: bool) -> Embeddings:
+    """Consolidate the store, write ``skipped.csv``, attach the run's summary; refuse an empty result."""
+    info, prep, images, dev = plan.info, plan.prep, plan.images, plan.device
     meta = {
         "model_id": info.model_id,
         "model_revision": info.revision,  # what the store is keyed by, and the commit the weights come from
         "preprocess": prep.as_dict(),
         "image_size": prep.size,
         "pooling": pooling,
-        "dtype": dtype_name(dt),
+        "dtype": dtype_name(plan.dtype),
         "device": str(dev),
         "data": str(Path(data).expanduser().resolve()),
         "data_root": str(images.root),
@@ -320,27 +359,27 @@ def extract_embeddings(
         "created": now_iso(),
         "platform": platform.platform(),
     }
-    emb, skipped_store = store.consolidate(fps, labels, images.class_names, specimens, meta, dim)
-    skipped_all = unreadable + skipped_store
-    write_csv(skipped_frame(skipped_all), out_dir / "skipped.csv")
-    seconds = time.perf_counter() - t0
+    emb, skipped_store = plan.store.consolidate(plan.fps, plan.labels, images.class_names, plan.specimens, meta,
+                                                info.feature_dim(pooling))
+    skipped_all = plan.unreadable + skipped_store
+    write_csv(skipped_frame(skipped_all), plan.out_dir / "skipped.csv")
     summary = ExtractionSummary(
-        store=str(store.folder), images=len(emb), computed=computed, reused=len(emb) - computed,
-        skipped=len(skipped_all), seconds=seconds,
+        store=str(plan.store.folder), images=len(emb), computed=computed, reused=len(emb) - computed,
+        skipped=len(skipped_all), seconds=time.perf_counter() - t0,
         images_per_second=(computed / extract_seconds) if extract_seconds > 0 else 0.0,
-        peak_ram_mb=peak_rss_mb(), peak_gpu_mb=peak_gpu, device=str(dev), dtype=dtype_name(dt),
+        peak_ram_mb=peak_rss_mb(), peak_gpu_mb=peak_gpu, device=str(dev), dtype=dtype_name(plan.dtype),
         skipped_files=skipped_all,
     )
     emb.meta["extraction"] = asdict(summary)
     if len(emb) == 0:
         raise UserError(
             f"no readable image in {data}: all {len(skipped_all)} files were skipped (reasons in "
-            f"{out_dir / 'skipped.csv'}); check that the folder holds image files Pillow can open"
+            f"{plan.out_dir / 'skipped.csv'}); check that the folder holds image files Pillow can open"
         )
     if strict and skipped_all:
         raise UserError(
-            f"{len(skipped_all)} file(s) could not be read (--strict): see {out_dir / 'skipped.csv'}. "
-            f"The {len(emb)} readable images were embedded and saved in {store.folder}."
+            f"{len(skipped_all)} file(s) could not be read (--strict): see {plan.out_dir / 'skipped.csv'}. "
+            f"The {len(emb)} readable images were embedded and saved in {plan.store.folder}."
         )
     return emb
 
