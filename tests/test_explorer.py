@@ -214,6 +214,7 @@ def _assert_clean(page, events):
     assert page.evaluate("document.querySelectorAll('img[src=\"x\"], body script[src]').length") == 0
 
 
+@pytest.mark.slow
 def test_explorer_in_headless_chromium(browser, page_path, inputs, tmp_path):
     page, events = _open(browser, page_path)
     n = len(inputs["paths"])
@@ -275,6 +276,7 @@ def test_explorer_in_headless_chromium(browser, page_path, inputs, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
 def test_explorer_webgl_mode_in_headless_chromium(browser, inputs, tmp_path):
     path = write_explorer(tmp_path / "gl.html", **dict(inputs, webgl=True, image_files=inputs["image_files"]))
     page, events = _open(browser, path)
@@ -297,6 +299,7 @@ def test_explorer_webgl_mode_in_headless_chromium(browser, inputs, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
 def test_explorer_minimal_inputs_in_headless_chromium(browser, tmp_path):
     """Unlabelled points, no thumbnails, clusterings, scores or neighbours: still a working page."""
     rng = np.random.default_rng(1)
