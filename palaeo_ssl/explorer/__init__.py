@@ -6,20 +6,21 @@ inlined. Points can be coloured by class, by each clustering, by outlier score
 or by suspect-label score (a drop-down switch); hovering a point shows its
 thumbnail, file name, label and scores; clicking a point (or a neighbour in the
 list) lists its nearest neighbours with thumbnails and cosine similarities and
-rings them on the plot.
+rings them on the plot. An optional notice (e.g. for runs with random weights)
+is shown as a banner in the header.
 
 The package: :mod:`.checks` (input validation), :mod:`.thumbnails`,
 :mod:`.payload` (the JSON data the page reads), :mod:`.render` (fills
 ``page.html`` with ``style.css``, the data, plotly.js and ``app.js``).
 
-Safety: every user string (file names, class and clustering names, the title)
-reaches the page either HTML-escaped, or inside a JSON block in which ``<``,
-``>``, ``&`` and the JavaScript line separators are ``\\uXXXX``-escaped (so
-``</script>`` cannot end it), and the page's script only ever puts those
-strings into the DOM as text (``textContent``) or into plotly as
-entity-encoded text. A Content-Security-Policy admits only the page's own two
-scripts (by SHA-256 hash) and ``data:`` images, so inline event handlers and
-network requests are refused by the browser as well.
+Safety: every user string (file names, class and clustering names, the title,
+the notice) reaches the page either HTML-escaped, or inside a JSON block in
+which ``<``, ``>``, ``&`` and the JavaScript line separators are
+``\\uXXXX``-escaped (so ``</script>`` cannot end it), and the page's script
+only ever puts those strings into the DOM as text (``textContent``) or into
+plotly as entity-encoded text. A Content-Security-Policy admits only the page's
+own two scripts (by SHA-256 hash) and ``data:`` images, so inline event
+handlers and network requests are refused by the browser as well.
 
 Drawing: SVG ``scatter`` up to :data:`WEBGL_THRESHOLD` points (reliable hover
 and crisp export), WebGL ``scattergl`` above it (fast for tens of thousands).
@@ -65,6 +66,7 @@ def write_explorer(
     axis_titles: tuple[str, str] = ("UMAP 1", "UMAP 2"),
     webgl: bool | None = None,
     workers: int | None = None,
+    notice: str | None = None,
 ) -> Path:
     """Write the interactive explorer to ``path`` (an ``.html`` file) and return it.
 
@@ -86,6 +88,8 @@ def write_explorer(
     axis_titles : the two axis titles
     webgl : draw with WebGL; default: only above :data:`WEBGL_THRESHOLD` points
     workers : threads decoding thumbnails (default: up to 8)
+    notice : text shown as a prominent banner in the page's header (e.g. "random weights: a pipeline
+        check, not a result"); plain text, never interpreted as HTML. None or "": no banner
 
     Raises ValueError when the arrays disagree in length or hold invalid values (before any
     thumbnail is decoded or anything is written).
@@ -96,7 +100,7 @@ def write_explorer(
     )
     payload = build_payload(inputs, title=title, axis_titles=axis_titles, webgl=webgl, thumb_size=thumb_size,
                             thumb_quality=thumb_quality, workers=workers)
-    page = render_page(payload)
+    page = render_page(payload, notice=notice)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page)

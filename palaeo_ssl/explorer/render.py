@@ -1,7 +1,7 @@
 """Rendering: the explorer's data payload into one self-contained HTML page.
 
 ``page.html`` is a :class:`string.Template` whose placeholders are filled
-here, and only with: ``html.escape``-d text (``title``, ``csp``),
+here, and only with: ``html.escape``-d text (``title``, ``notice``, ``csp``),
 a number (``count``), the payload as safe JSON (``data``: no raw ``<``, ``>``,
 ``&`` or U+2028/9, so ``</script>`` cannot end its block) and static code
 (``css`` from ``style.css``, ``plotly_js`` from the plotly package, ``app_js``
@@ -38,14 +38,21 @@ def csp_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
+def notice_html(notice: str | None) -> str:
+    """The header banner for ``notice`` (escaped text), or nothing when there is no notice."""
+    if not notice:
+        return ""
+    return f'<p id="notice" role="note">{html.escape(str(notice))}</p>\n  '
+
+
 def _inlinable(code: str, what: str, end_tag: str) -> str:
     if end_tag in code.lower():  # never true for plotly's bundle or our files; guards the inlining
         raise RuntimeError(f"{what} contains '{end_tag}' and cannot be inlined safely")
     return code
 
 
-def render_page(payload: dict[str, Any]) -> str:
-    """The page (HTML text) showing ``payload`` (see :mod:`.payload`)."""
+def render_page(payload: dict[str, Any], *, notice: str | None = None) -> str:
+    """The page (HTML text) showing ``payload`` (see :mod:`.payload`), with an optional ``notice`` banner."""
     from plotly.offline import get_plotlyjs
 
     plotly_js = _inlinable(get_plotlyjs(), "plotly.js bundle", "</script")
@@ -59,6 +66,7 @@ def render_page(payload: dict[str, Any]) -> str:
     return Template(read_asset("page.html")).substitute(
         csp=html.escape(csp, quote=True),
         title=html.escape(str(payload["title"])),
+        notice=notice_html(notice),
         css=css,
         count=len(payload["x"]),
         data=safe_json(payload),
