@@ -21,6 +21,7 @@ from palaeo_ssl.synthetic import make_example_dataset
 
 XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
 XSS_CLASS = "<script>alert(2)</script> & \"ostracod\""
+NOTICE = "random weights: a pipeline check, not a result <img src=x onerror=alert(3)> & </p><b>"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -64,7 +65,7 @@ def inputs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page_path(inputs, tmp_path_factory):
-    return write_explorer(tmp_path_factory.mktemp("explorer") / "explorer.html", **inputs)
+    return write_explorer(tmp_path_factory.mktemp("explorer") / "explorer.html", **inputs, notice=NOTICE)
 
 
 def _payload(text: str) -> dict:
@@ -128,6 +129,24 @@ def test_user_strings_escaped_and_data_round_trips(page_path, inputs):
     assert [c["name"] for c in data["clusters"]] == ["kmeans K=4"]
     assert set(data["clusters"][0]["values"]) <= {-1, 0, 1, 2, 3}
     assert data["webgl"] is False and len(data["x"]) < WEBGL_THRESHOLD
+
+
+def test_notice_is_an_escaped_banner_in_the_header(page_path, inputs, tmp_path):
+    text = page_path.read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "</p><b>" not in text
+    banner = ('<p id="notice" role="note">random weights: a pipeline check, not a result '
+              "&lt;img src=x onerror=alert(3)&gt; &amp; &lt;/p&gt;&lt;b&gt;</p>")
+    assert banner in text
+    header = text.split("<header>", 1)[1].split("</header>", 1)[0]
+    assert banner in header and header.count('id="notice"') == 1
+    assert "notice" not in _payload(text)  # the banner is page text, not data
+    # no notice (None or empty): no banner, and otherwise the same page
+    kw = dict(inputs, image_files=None)
+    plain = write_explorer(tmp_path / "plain.html", **kw).read_text(encoding="utf-8")
+    assert 'id="notice"' not in plain
+    assert write_explorer(tmp_path / "empty.html", **kw, notice="").read_text(encoding="utf-8") == plain
+    noted = write_explorer(tmp_path / "noted.html", **kw, notice=NOTICE).read_text(encoding="utf-8")
+    assert noted.replace(banner + "\n  ", "") == plain
 
 
 def test_csp_admits_exactly_the_inline_scripts(page_path):
@@ -214,9 +233,16 @@ def _assert_clean(page, events):
     assert page.evaluate("document.querySelectorAll('img[src=\"x\"], body script[src]').length") == 0
 
 
+@pytest.mark.slow
 def test_explorer_in_headless_chromium(browser, page_path, inputs, tmp_path):
     page, events = _open(browser, page_path)
     n = len(inputs["paths"])
+    # the notice is a visible banner in the header, shown literally (its markup is text, not elements)
+    assert page.is_visible("header #notice")
+    assert page.inner_text("#notice") == NOTICE
+    note, plot = page.query_selector("#notice").bounding_box(), page.query_selector("#plot").bounding_box()
+    assert note["y"] + note["height"] <= plot["y"] and note["width"] > 600
+    assert page.evaluate("document.querySelectorAll('#notice *').length") == 0
     # the points are drawn as SVG paths, one per specimen
     points = page.query_selector_all(".scatterlayer .trace path.point")
     assert len(points) == n
@@ -275,6 +301,7 @@ def test_explorer_in_headless_chromium(browser, page_path, inputs, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
 def test_explorer_webgl_mode_in_headless_chromium(browser, inputs, tmp_path):
     path = write_explorer(tmp_path / "gl.html", **dict(inputs, webgl=True, image_files=inputs["image_files"]))
     page, events = _open(browser, path)
@@ -297,6 +324,7 @@ def test_explorer_webgl_mode_in_headless_chromium(browser, inputs, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
 def test_explorer_minimal_inputs_in_headless_chromium(browser, tmp_path):
     """Unlabelled points, no thumbnails, clusterings, scores or neighbours: still a working page."""
     rng = np.random.default_rng(1)
@@ -304,6 +332,7 @@ def test_explorer_minimal_inputs_in_headless_chromium(browser, tmp_path):
     path = write_explorer(tmp_path / "min.html", rng.normal(size=(n, 2)), paths=[f"flat/img_{i}.png" for i in range(n)],
                           class_names=[], labels=np.full(n, -1))
     page, events = _open(browser, path)
+    assert page.query_selector("#notice") is None
     assert page.eval_on_selector_all("#colour-by option", "els => els.map(e => e.textContent)") == ["Class"]
     assert page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)") == [f"unlabelled ({n})"]
     points = page.query_selector_all(".scatterlayer .trace path.point")
