@@ -54,8 +54,6 @@ class Protocol:
     #: "rest": every class, query = all remaining images; "balanced": classes with k + 1 images,
     #: a balanced query of up to n_query per class
     few_shot_query: str
-    #: ddof of the few-shot std over episodes
-    few_shot_ddof: int
     # ---------------------------------------------------------------- morphospace
     #: True adds HDBSCAN with a size rule that scales, Ward, and stability over seeds
     extended_clustering: bool
@@ -80,7 +78,6 @@ PAPER = Protocol(
     logreg="reference",
     knn="reference",
     few_shot_query="rest",
-    few_shot_ddof=0,
     extended_clustering=False,
     cv_caption=("Cross-validated classification (protocol of Rodgers 2025): mean and standard deviation over "
                 "the folds of all repeats; best value per data fraction in bold."),
@@ -101,7 +98,6 @@ STANDARD = Protocol(
     logreg="tuned",
     knn="dino",
     few_shot_query="balanced",
-    few_shot_ddof=1,
     extended_clustering=True,
     cv_caption=("Cross-validated classification (repeated stratified K-fold, nested training subsets, fixed "
                 "test folds): mean over splits and standard deviation over repeats; best value per data "

@@ -259,7 +259,7 @@ def test_unlabelled_embeddings_are_a_user_error():
         cross_validate(emb, n_jobs=1)
     with pytest.raises(UserError, match="protocol"):
         few_shot(blobs(n=20), protocol="best", n_jobs=1)
-    with pytest.raises(UserError, match="at least 1 image per class"):
+    with pytest.raises(UserError, match="n_query must be an integer >= 1, not 0"):
         few_shot(blobs(n=20), protocol="standard", n_query=0, n_jobs=1)
 
 

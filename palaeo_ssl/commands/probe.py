@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(res: dict, args: argparse.Namespace) -> None:
-    cv, fs, info = res["cv"], res["few_shot"], res["info"]
+def _summary(res, args: argparse.Namespace) -> None:
+    cv, fs, info = res.cv, res.few_shot, res.info
     print(f"palaeo-ssl probe ({args.protocol} protocol): {info['n_labelled_images']} labelled images, "
           f"{info['n_classes']} classes; majority-class baseline {100 * cv.baseline:.1f}%")
     t = cv.table
@@ -109,6 +109,6 @@ def _summary(res: dict, args: argparse.Namespace) -> None:
             cells = [f"{100 * g[g['classifier'] == n]['mean_top1_accuracy'].iloc[0]:22.1f}"
                      for n in names if n in set(g["classifier"])]
             print(f"  {k:5d}  " + "  ".join(cells))
-    timings = res["timings"]
+    timings = res.timings
     print("\ntime: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"wrote {len(res['files'])} files to {args.out}")
+    print(f"wrote {len(res.files)} files to {args.out}")

@@ -11,19 +11,26 @@ Main entry points::
 
 ``run_cross_validation`` / ``run_few_shot`` return every intermediate result
 (fold-level scores, confusion matrices, paired comparisons, timings);
-``run_probe_report`` writes the tables and figures of ``palaeo-ssl probe``.
+The probe stage: ``compute_probe_report(emb, ProbeConfig(...))`` returns a
+:class:`ProbeReport`, ``write_probe_report(report, folder)`` writes the tables and
+figures of ``palaeo-ssl probe``, and ``run_probe_report`` does both. Protocols
+are objects from one registry (:mod:`palaeo_ssl.protocol`); every function
+defaults to ``DEFAULT_PROTOCOL`` ("standard").
 """
 
-from .classifiers import C_GRID, DISPLAY_NAMES, PROBES, PROTOCOLS, CentroidProbe, KNNProbe, make_probe, parse_probes
+from ..protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
+from .classifiers import C_GRID, DISPLAY_NAMES, PROBES, CentroidProbe, KNNProbe, make_probe, parse_probes
 from .fewshot import FewShotResult, few_shot, run_few_shot
 from .fitted import FittedProbe, fit_probe
 from .metrics import ALL_METRICS, METRICS, label_metrics, majority_baseline
-from .outputs import run_probe_report, write_cv_outputs, write_few_shot_outputs
+from .outputs import (ProbeConfig, ProbeReport, compute_probe_report, run_probe_report, write_cv_outputs,
+                      write_few_shot_outputs, write_probe_report)
 from .protocols import CVResult, cross_validate, run_cross_validation
 from .splits import FRACTIONS, SHOTS
 
 __all__ = [
-    "ALL_METRICS", "C_GRID", "CVResult", "CentroidProbe", "DISPLAY_NAMES", "FRACTIONS", "FewShotResult",
+    "ALL_METRICS", "C_GRID", "CVResult", "CentroidProbe", "DEFAULT_PROTOCOL", "DISPLAY_NAMES", "FRACTIONS",
+    "FewShotResult", "ProbeConfig", "ProbeReport", "compute_probe_report", "write_probe_report", "get_protocol",
     "FittedProbe", "KNNProbe", "METRICS", "PROBES", "PROTOCOLS", "SHOTS", "cross_validate", "few_shot",
     "fit_probe", "label_metrics", "majority_baseline", "make_probe", "parse_probes", "run_cross_validation",
     "run_few_shot", "run_probe_report", "write_cv_outputs", "write_few_shot_outputs",

@@ -47,9 +47,10 @@ from ..embeddings import l2_normalize
 from .lean_logreg import ReferenceLogisticRegression
 from .neighbours import double_normalize
 from ..errors import UserError
+from ..params import ParameterError
+from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 
 PROBES = ("logreg", "knn", "centroid")
-PROTOCOLS = ("paper", "standard")
 #: Classifier names used in the tables (the reference's for logreg and knn).
 DISPLAY_NAMES = {"logreg": "Logistic Regression", "knn": "k-Nearest Neighbours", "centroid": "Nearest Centroid"}
 _ALIASES = {
@@ -65,10 +66,10 @@ STANDARD_K = 20
 MAX_ITER = 1000
 
 
-def parse_probes(probes: str | Iterable[str] | None, protocol: str = "standard") -> tuple[str, ...]:
-    """Probe names from ``"logreg,knn"`` or a list; default: logreg+knn (paper) or all three (standard)."""
+def parse_probes(probes: str | Iterable[str] | None, protocol: ProtocolLike = DEFAULT_PROTOCOL) -> tuple[str, ...]:
+    """Probe names from ``"logreg,knn"`` or a list; default: the protocol's (``Protocol.probes``)."""
     if probes is None:
-        return ("logreg", "knn") if protocol == "paper" else PROBES
+        return get_protocol(protocol).probes
     items = probes.split(",") if isinstance(probes, str) else list(probes)
     out: list[str] = []
     for item in items:
@@ -76,18 +77,13 @@ def parse_probes(probes: str | Iterable[str] | None, protocol: str = "standard")
         if not key:
             continue
         if key not in _ALIASES:
-            raise UserError(f"unknown probe {item!r}; choose from {', '.join(PROBES)} (comma-separated)")
+            raise ParameterError("probes", f"unknown probe {item!r} in {{name}}; choose from {', '.join(PROBES)} "
+                                 "(comma-separated)")
         if _ALIASES[key] not in out:
             out.append(_ALIASES[key])
     if not out:
-        raise UserError(f"no probe given; choose from {', '.join(PROBES)}")
+        raise ParameterError("probes", f"no probe given in {{name}}; choose from {', '.join(PROBES)}")
     return tuple(out)
-
-
-def check_protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; choose 'paper' or 'standard'")
-    return protocol
 
 
 # ---------------------------------------------------------------------- kNN
@@ -322,17 +318,18 @@ def standard_logreg(y_train: np.ndarray, seed: int = 0) -> Pipeline:
     return Pipeline([("standardise", StandardScaler()), ("logreg", lr)])
 
 
-def make_probe(name: str, protocol: str, y_train: np.ndarray, seed: int = 0, shots: int | None = None):
+def make_probe(name: str, protocol: ProtocolLike, y_train: np.ndarray, seed: int = 0, shots: int | None = None):
     """An unfitted probe of ``name`` in ``protocol``'s setting for the training labels ``y_train``.
 
     ``shots`` (few-shot only) caps the reference kNN's k at ``min(5, shots)``.
     """
+    protocol = get_protocol(protocol)
     if len(np.unique(y_train)) < 2 and name == "logreg":
         return ConstantProbe()
     if name == "logreg":
-        return reference_logreg() if protocol == "paper" else standard_logreg(y_train, seed)
+        return reference_logreg() if protocol.logreg == "reference" else standard_logreg(y_train, seed)
     if name == "knn":
-        if protocol == "paper":
+        if protocol.knn == "reference":
             k = REFERENCE_K if shots is None else min(REFERENCE_K, shots)
             return KNNProbe(n_neighbors=k, weights="uniform")
         return KNNProbe(n_neighbors=STANDARD_K, weights="similarity", temperature=TEMPERATURE, random_state=seed)

@@ -29,6 +29,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from ..embeddings import l2_normalize
 from ..compute import compute_context, limit_worker_blas, usable_cpus
 from ..errors import UserError
+from ..protocol import Protocol
 from .classifiers import (
     REFERENCE_K,
     STANDARD_K,
@@ -60,7 +61,7 @@ class Task:
     """
 
     probe: str
-    protocol: str
+    protocol: Protocol
     subsets: list[np.ndarray]
     keys: list[dict[str, Any]]
     test: np.ndarray
@@ -116,10 +117,10 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     extras = extras or {}
     out = []
     y_test = y[task.test]
-    reference_knn = task.probe == "knn" and task.protocol == "paper" and "Z" in extras
+    reference_knn = task.probe == "knn" and task.protocol.knn == "reference" and "Z" in extras
     x_test = None if reference_knn else np.asarray(X[task.test])
     shared = None
-    if task.probe == "knn" and task.protocol == "standard" and len(task.subsets) > 1:
+    if task.probe == "knn" and task.protocol.knn == "dino" and len(task.subsets) > 1:
         # nested subsets of one training fold: one similarity product for all of them
         t0 = time.perf_counter()
         full = np.unique(np.concatenate(task.subsets))

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .classifiers import DISPLAY_NAMES, check_protocol, parse_probes
+from ..params import N_JOBS, POSITIVE_INT, SEED, Sequence as SequenceOf, validate_params
+from ..protocol import DEFAULT_PROTOCOL, Protocol, ProtocolLike, get_protocol
+from .classifiers import DISPLAY_NAMES, parse_probes
 from .engine import RANKED, REFERENCE_FEW_SHOT, Task, estimate_cost, execute, summed_times
 from .metrics import ALL_METRICS, METRICS, majority_baseline, nan_mean_std, t_interval
 from .protocols import LabelledData, paired_differences, prepare, reference_knn_extras
@@ -24,6 +26,9 @@ from .splits import SHOTS, episode_rng, reference_episode, standard_episode
 #: Order of the classifiers in the few-shot table (the reference lists kNN first).
 FEW_SHOT_ORDER = ("knn", "logreg", "centroid")
 N_QUERY = 15
+#: constraints of the few-shot parameters (shared with the probe stage's config)
+FEW_SHOT_PARAMS = {"shots": SequenceOf(POSITIVE_INT), "episodes": POSITIVE_INT, "seed": SEED,
+                   "n_query": POSITIVE_INT, "n_jobs": [N_JOBS, None]}
 
 
 @dataclass
@@ -37,7 +42,7 @@ class FewShotResult:
     paired : paired differences between classifiers on the same episodes.
     """
 
-    protocol: str
+    protocol: Protocol
     table: pd.DataFrame
     episodes: pd.DataFrame
     support: dict[tuple[int, int], np.ndarray]
@@ -48,14 +53,15 @@ class FewShotResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, episodes: int = 50, seed: int = 0,
+def few_shot(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, shots: Sequence[int] = SHOTS, episodes: int = 50, seed: int = 0,
              probes: str | Sequence[str] | None = None, **options) -> pd.DataFrame:
     """Few-shot accuracy: the summary table (see :func:`run_few_shot`)."""
     return run_few_shot(emb, protocol=protocol, shots=shots, episodes=episodes, seed=seed, probes=probes,
                         **options).table
 
 
-def run_few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, episodes: int = 50, seed: int = 0,
+@validate_params(FEW_SHOT_PARAMS)
+def run_few_shot(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, shots: Sequence[int] = SHOTS, episodes: int = 50, seed: int = 0,
                  probes: str | Sequence[str] | None = None, n_query: int = N_QUERY, n_jobs: int | None = -1,
                  progress: bool = False) -> FewShotResult:
     """Few-shot classification with ``shots`` labelled images per class, ``episodes`` episodes each.
@@ -72,23 +78,18 @@ def run_few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, 
     a balanced query of up to ``n_query`` other images per class; mean, std
     (ddof=1) and a 95% t interval over episodes; paired comparisons per episode.
     """
-    check_protocol(protocol)
+    protocol = get_protocol(protocol)
     probes = parse_probes(probes, protocol)
     probes = tuple(p for p in FEW_SHOT_ORDER if p in probes)
     shots = tuple(int(k) for k in shots)
-    if any(k < 1 for k in shots):
-        raise UserError("shots must be positive integers")
-    if episodes < 1:
-        raise UserError("episodes must be at least 1")
-    if protocol == "standard" and n_query < 1:
-        raise UserError(f"the few-shot query needs at least 1 image per class, not {n_query} (--query)")
     data = prepare(emb)
     t0 = time.perf_counter()
     tasks, support, skipped, meta = _tasks(data, protocol, probes, shots, episodes, seed, n_query)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
-    extras = reference_knn_extras(data.X, n_jobs, candidates=False) if protocol == "paper" and "knn" in probes else None
-    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol} few-shot",
+    extras = (reference_knn_extras(data.X, n_jobs, candidates=False)
+              if protocol.knn == "reference" and "knn" in probes else None)
+    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol.name} few-shot",
                       extras=extras)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -102,7 +103,7 @@ def run_few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, 
             rows.append(row)
     ep = pd.DataFrame(rows)
     names = [DISPLAY_NAMES[p] for p in probes]
-    if protocol == "paper":
+    if protocol.reference_aggregation:
         table = aggregate_reference_few_shot(ep, shots, names)
         paired = None
     else:
@@ -114,7 +115,7 @@ def run_few_shot(emb, protocol: str = "standard", shots: Sequence[int] = SHOTS, 
                          baseline=majority_baseline(data.y), skipped=skipped, paired=paired, timings=timings)
 
 
-def _tasks(data: LabelledData, protocol, probes, shots, episodes, seed, n_query):
+def _tasks(data: LabelledData, protocol: Protocol, probes, shots, episodes, seed, n_query):
     y = data.y
     d, c = data.X.shape[1], data.n_classes
     counts = np.bincount(y, minlength=c)
@@ -123,7 +124,7 @@ def _tasks(data: LabelledData, protocol, probes, shots, episodes, seed, n_query)
     skipped = []
     meta: dict[int, dict] = {}
     for k in shots:
-        if protocol == "paper":
+        if protocol.few_shot_query == "rest":
             classes = np.arange(c)
         else:
             classes = np.flatnonzero(counts >= k + 1)
@@ -138,7 +139,7 @@ def _tasks(data: LabelledData, protocol, probes, shots, episodes, seed, n_query)
                 continue
         for e in range(episodes):
             rng = episode_rng(seed, k, e)
-            if protocol == "paper":
+            if protocol.few_shot_query == "rest":
                 sup, query = reference_episode(y, k, rng)
                 mode, n_eval = REFERENCE_FEW_SHOT, c
             else:

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ..embeddings import load_embeddings
-from .classifiers import DISPLAY_NAMES, check_protocol, fit_quietly, make_probe, parse_probes, rank_labels
+from .classifiers import DISPLAY_NAMES, fit_quietly, make_probe, parse_probes, rank_labels
 from .protocols import prepare
+from ..params import SEED, validate_params
+from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 
 
 @dataclass
@@ -72,19 +74,20 @@ class FittedProbe:
         return DISPLAY_NAMES[self.probe]
 
 
-def fit_probe(emb, probe: str = "logreg", protocol: str = "standard", seed: int = 0) -> FittedProbe:
+@validate_params({"seed": SEED})
+def fit_probe(emb, probe: str = "logreg", protocol: ProtocolLike = DEFAULT_PROTOCOL, seed: int = 0) -> FittedProbe:
     """Fit ``probe`` (``logreg``, ``knn`` or ``centroid``) in ``protocol``'s setting on every labelled image.
 
     ``emb`` is an :class:`Embeddings` or anything :func:`load_embeddings`
     accepts. The standard logistic regression tunes C by an inner CV on these
     images. Returns a :class:`FittedProbe` for new feature rows.
     """
-    check_protocol(protocol)
+    protocol = get_protocol(protocol)
     name = parse_probes([probe], protocol)[0]
     emb = load_embeddings(emb)
     data = prepare(emb)
     model = make_probe(name, protocol, data.y, seed=seed)
     fit_quietly(model, data.X, data.y)
     meta = {k: v for k, v in emb.meta.items() if not k.startswith("_")}
-    return FittedProbe(probe=name, protocol=protocol, model=model, class_names=list(data.class_names),
+    return FittedProbe(probe=name, protocol=protocol.name, model=model, class_names=list(data.class_names),
                        dim=int(data.X.shape[1]), meta=meta)

@@ -24,6 +24,7 @@ Files (``palaeo-ssl probe`` writes all of them):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,9 +32,11 @@ import pandas as pd
 
 from .. import report
 from ..embeddings import atomic_write_text
-from .classifiers import DISPLAY_NAMES, MAX_ITER, check_protocol, parse_probes
-from .fewshot import FewShotResult, run_few_shot
-from .protocols import DEFAULT_REPEATS, CVResult, confusion_table, run_cross_validation
+from ..params import N_JOBS, Interval, check, check_all
+from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
+from .classifiers import DISPLAY_NAMES, MAX_ITER, parse_probes
+from .fewshot import FEW_SHOT_PARAMS, N_QUERY, FewShotResult, run_few_shot
+from .protocols import CV_PARAMS, CVResult, confusion_table, run_cross_validation
 from .splits import FRACTIONS, SHOTS
 
 _HEADERS = {
@@ -92,30 +95,24 @@ def _mean_std_columns(table: pd.DataFrame, few_shot: bool) -> tuple[list[str], d
     return shown, pm, headers
 
 
-def classification_tex(table: pd.DataFrame, protocol: str) -> str:
+def classification_tex(table: pd.DataFrame, protocol: ProtocolLike) -> str:
     """LaTeX of the cross-validation summary: mean ± std, best value bold within each fraction."""
     df = table.copy()
     df["train_fraction"] = df["train_fraction"].map(lambda f: f"{float(f):g}")
     shown, pm, headers = _mean_std_columns(df, few_shot=False)
     headers.update({k: _HEADERS[k] for k in ("train_fraction", "classifier", "n_folds_used")})
-    if protocol == "paper":
-        caption = ("Cross-validated classification (protocol of Rodgers 2025): mean and standard deviation over "
-                   "the folds of all repeats; best value per data fraction in bold.")
-    else:
-        caption = ("Cross-validated classification (repeated stratified K-fold, nested training subsets, fixed "
-                   "test folds): mean over splits and standard deviation over repeats; best value per data "
-                   "fraction in bold; 95% intervals in the CSV.")
+    caption = get_protocol(protocol).cv_caption
     tex = report.latex_table(df, columns=["train_fraction", "classifier", "n_folds_used", *shown], headers=headers,
                              pm=pm, bold={c: "max" for c in shown}, group_by="train_fraction", digits=3,
                              caption=caption, label="tab:classification_cv")
     return fit_to_width(tex)
 
 
-def few_shot_tex(table: pd.DataFrame, protocol: str) -> str:
+def few_shot_tex(table: pd.DataFrame, protocol: ProtocolLike) -> str:
     """LaTeX of the few-shot summary: mean ± std over episodes, best value bold within each k."""
     shown, pm, headers = _mean_std_columns(table, few_shot=True)
     headers.update({k: _HEADERS[k] for k in ("few_shot_values", "classifier", "n_repeats_successful")})
-    what = "all remaining images as query" if protocol == "paper" else "a balanced query per class"
+    what = get_protocol(protocol).few_shot_caption
     caption = (f"Few-shot classification ({what}): mean and standard deviation over episodes; best value per "
                "number of shots in bold.")
     tex = report.latex_table(table, columns=["few_shot_values", "classifier", "n_repeats_successful", *shown],
@@ -202,57 +199,106 @@ def _skipped_frame(cv: CVResult | None, fs: FewShotResult | None) -> pd.DataFram
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def run_probe_report(emb, out: str | Path, protocol: str = "paper", probes: str | Sequence[str] | None = None,
-                     seed: int = 0, literature_best: float | None = None, few_shot: bool = True,
-                     fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None, n_splits: int = 5,
-                     shots: Sequence[int] = SHOTS, episodes: int = 50, n_query: int = 15,
-                     n_jobs: int | None = -1, progress: bool = False) -> dict[str, Any]:
-    """Cross-validation and few-shot for ``emb`` with every table and figure written into ``out``.
+# ---------------------------------------------------------------------- the probe stage
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Every option that changes the numbers of a probe run; ``asdict()`` is the stage's cache key.
 
-    Returns ``{"cv": CVResult, "few_shot": FewShotResult | None, "files": [paths],
-    "timings": {stage: seconds}}``. ``literature_best`` (a top-1 accuracy in
-    [0, 1]) is drawn as a line on the accuracy figures.
+    ``probes`` None, ``n_repeats`` None and ``n_splits`` None take the protocol's
+    defaults. How the work runs (``n_jobs``, ``progress``) is not part of it: the
+    results do not depend on it.
     """
+
+    protocol: str = DEFAULT_PROTOCOL
+    probes: tuple[str, ...] | None = None
+    seed: int = 0
+    fractions: tuple[float, ...] = FRACTIONS
+    n_repeats: int | None = None
+    n_splits: int | None = None
+    few_shot: bool = True
+    shots: tuple[int, ...] = SHOTS
+    episodes: int = 50
+    n_query: int = N_QUERY
+    literature_best: float | None = None
+
+    def __post_init__(self):
+        proto = get_protocol(self.protocol)
+        check_all({k: getattr(self, k) for k in PROBE_PARAMS}, PROBE_PARAMS)
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalise once here)
+        set_("protocol", proto.name)
+        set_("probes", parse_probes(self.probes, proto))
+        set_("fractions", tuple(sorted(float(f) for f in self.fractions)))
+        set_("shots", tuple(int(k) for k in self.shots))
+
+    @property
+    def repeats(self) -> int:
+        return self.n_repeats or get_protocol(self.protocol).cv_repeats
+
+    @property
+    def folds(self) -> int:
+        return self.n_splits or get_protocol(self.protocol).cv_folds
+
+
+#: constraints of the probe stage's parameters
+PROBE_PARAMS = {**CV_PARAMS, **FEW_SHOT_PARAMS,
+                "literature_best": [Interval(float, 0, 1, closed="right"), None]}
+PROBE_PARAMS.pop("n_jobs")
+
+
+@dataclass
+class ProbeReport:
+    """What the probe stage computed: cross-validation, few-shot (or None), the run record and timings.
+
+    ``files`` is filled by :func:`write_probe_report`.
+    """
+
+    config: ProbeConfig
+    cv: CVResult
+    few_shot: FewShotResult | None
+    info: dict[str, Any]
+    timings: dict[str, float]
+    files: list[Path] = field(default_factory=list)
+
+
+def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, progress: bool = False) -> ProbeReport:
+    """Cross-validation and few-shot of ``emb`` as ``config`` says; nothing is written."""
     from ..embeddings import load_embeddings
 
-    check_protocol(protocol)
-    probes = parse_probes(probes, protocol)
+    check("n_jobs", n_jobs, [N_JOBS, None])
     emb = load_embeddings(emb)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    c = config
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    cv = run_cross_validation(emb, protocol=protocol, probes=probes, seed=seed, fractions=fractions,
-                              n_repeats=n_repeats, n_splits=n_splits, n_jobs=n_jobs, progress=progress)
+    cv = run_cross_validation(emb, protocol=c.protocol, probes=c.probes, seed=c.seed, fractions=c.fractions,
+                              n_repeats=c.n_repeats, n_splits=c.n_splits, n_jobs=n_jobs, progress=progress)
     timings["cross-validation"] = time.perf_counter() - t0
-    files = write_cv_outputs(cv, out, literature_best)
     fs = None
-    if few_shot:
+    if c.few_shot:
         t1 = time.perf_counter()
-        fs = run_few_shot(emb, protocol=protocol, shots=shots, episodes=episodes, seed=seed, probes=probes,
-                          n_query=n_query, n_jobs=n_jobs, progress=progress)
+        fs = run_few_shot(emb, protocol=c.protocol, shots=c.shots, episodes=c.episodes, seed=c.seed,
+                          probes=c.probes, n_query=c.n_query, n_jobs=n_jobs, progress=progress)
         timings["few-shot"] = time.perf_counter() - t1
-        files += write_few_shot_outputs(fs, out, literature_best)
-    skipped = _skipped_frame(cv, fs)
-    if len(skipped):
-        files.append(report.write_csv(skipped, out / "skipped_splits.csv"))
     timings["total"] = time.perf_counter() - t0
+    return ProbeReport(config=c, cv=cv, few_shot=fs, info=_run_info(emb, c, cv, fs, timings), timings=timings)
+
+
+def _run_info(emb, c: ProbeConfig, cv: CVResult, fs: FewShotResult | None, timings: dict[str, float]) -> dict:
     lr = cv.folds[cv.folds["classifier"] == DISPLAY_NAMES["logreg"]]
-    info = {
+    return {
         "command": report.command_line(),
         "created": report.now_iso(),
-        "protocol": protocol,
-        "probes": list(probes),
-        "seed": seed,
+        "protocol": c.protocol,
+        "probes": list(c.probes),
+        "seed": c.seed,
         "n_labelled_images": int((emb.labels >= 0).sum()),
         "n_classes": len(cv.class_names),
         "class_names": cv.class_names,
         "majority_baseline": cv.baseline,
-        "literature_best": literature_best,
-        "fractions": list(fractions),
-        "n_splits": n_splits,
-        "n_repeats": n_repeats or DEFAULT_REPEATS[protocol],
-        "few_shot": {"shots": list(shots), "episodes": episodes, "n_query": n_query} if few_shot else None,
+        "literature_best": c.literature_best,
+        "fractions": list(c.fractions),
+        "n_splits": c.folds,
+        "n_repeats": c.repeats,
+        "few_shot": {"shots": list(c.shots), "episodes": c.episodes, "n_query": c.n_query} if c.few_shot else None,
         "n_folds_skipped": int(cv.skipped["fold"].notna().sum()) if len(cv.skipped) else 0,
         "logreg_fits_at_max_iter": int((lr["n_iter"] >= MAX_ITER).sum()) if len(lr) else 0,
         "logreg_fits": int(len(lr)),
@@ -263,9 +309,46 @@ def run_probe_report(emb, out: str | Path, protocol: str = "paper", probes: str 
         "versions": report.library_versions(("palaeo_ssl", "numpy", "scipy", "sklearn", "pandas", "joblib",
                                              "threadpoolctl", "matplotlib")),
     }
-    files.append(report.write_json(out / "probe_run.json", info))
-    return {"cv": cv, "few_shot": fs, "files": files, "timings": timings, "info": info}
 
 
-__all__ = ["run_probe_report", "write_cv_outputs", "write_few_shot_outputs", "classification_tex", "few_shot_tex",
-           "per_class_tex"]
+def write_probe_report(result: ProbeReport, out: str | Path) -> list[Path]:
+    """Every table and figure of ``result`` and ``probe_run.json`` into ``out``; returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lit = result.config.literature_best
+    files = write_cv_outputs(result.cv, out, lit)
+    if result.few_shot is not None:
+        files += write_few_shot_outputs(result.few_shot, out, lit)
+    skipped = _skipped_frame(result.cv, result.few_shot)
+    if len(skipped):
+        files.append(report.write_csv(skipped, out / "skipped_splits.csv"))
+    files.append(report.write_json(out / "probe_run.json", result.info))
+    result.files = files
+    return files
+
+
+def run_probe_report(emb, out: str | Path, protocol: ProtocolLike = DEFAULT_PROTOCOL,
+                     probes: str | Sequence[str] | None = None, seed: int = 0, literature_best: float | None = None,
+                     few_shot: bool = True, fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None,
+                     n_splits: int | None = None, shots: Sequence[int] = SHOTS, episodes: int = 50,
+                     n_query: int = N_QUERY, n_jobs: int | None = -1, progress: bool = False) -> ProbeReport:
+    """Cross-validation and few-shot for ``emb`` with every table and figure written into ``out``.
+
+    The options are those of :class:`ProbeConfig` (checked there; errors name the
+    parameter). ``literature_best`` (a top-1 accuracy in (0, 1]) is drawn as a line
+    on the accuracy figures. Returns the :class:`ProbeReport` with ``files`` and
+    ``timings`` (compute and writing, in seconds).
+    """
+    config = ProbeConfig(protocol=getattr(protocol, "name", protocol),
+                         probes=None if probes is None else tuple(parse_probes(probes)), seed=seed,
+                         fractions=tuple(fractions), n_repeats=n_repeats, n_splits=n_splits, few_shot=few_shot,
+                         shots=tuple(shots), episodes=episodes, n_query=n_query, literature_best=literature_best)
+    result = compute_probe_report(emb, config, n_jobs=n_jobs, progress=progress)
+    t = time.perf_counter()
+    write_probe_report(result, out)
+    result.timings["writing"] = time.perf_counter() - t
+    return result
+
+
+__all__ = ["ProbeConfig", "ProbeReport", "compute_probe_report", "write_probe_report", "run_probe_report",
+           "write_cv_outputs", "write_few_shot_outputs", "classification_tex", "few_shot_tex", "per_class_tex"]

@@ -20,14 +20,15 @@ import pandas as pd
 
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
-from .classifiers import DISPLAY_NAMES, check_protocol, parse_probes
+from ..params import FRACTION, N_JOBS, POSITIVE_INT, SEED, Interval, Sequence as SequenceOf, validate_params
+from ..protocol import DEFAULT_PROTOCOL, Protocol, ProtocolLike, get_protocol
+from .classifiers import DISPLAY_NAMES, parse_probes
 from .engine import REFERENCE_CV, RANKED, Task, estimate_cost, execute, resolve_n_jobs, summed_times
 from .neighbours import candidate_lists, candidates_apply, double_normalize
 from .metrics import ALL_METRICS, METRICS, confusion_counts, majority_baseline, per_class_scores, summarise, \
     t_interval, t_test_pvalue
 from .splits import (
     FRACTIONS,
-    REFERENCE_SEED,
     fraction_is_feasible,
     reference_folds,
     reference_subsample,
@@ -35,8 +36,14 @@ from .splits import (
 )
 
 
-#: cross-validation repeats when none are given
-DEFAULT_REPEATS = {"paper": 10, "standard": 5}
+#: constraints of the cross-validation parameters (shared with the probe stage's config)
+CV_PARAMS = {
+    "seed": SEED,
+    "fractions": SequenceOf(FRACTION),
+    "n_repeats": [POSITIVE_INT, None],
+    "n_splits": [Interval(int, 2, None), None],
+    "n_jobs": [N_JOBS, None],
+}
 
 
 # ---------------------------------------------------------------------- data
@@ -107,7 +114,7 @@ class CVResult:
     timings : wall seconds of the stages and summed worker seconds per probe.
     """
 
-    protocol: str
+    protocol: Protocol
     table: pd.DataFrame
     folds: pd.DataFrame
     confusion: dict[str, np.ndarray]
@@ -190,7 +197,7 @@ def _fold_frame(results: list[list[dict]], data: LabelledData, extra_keys: Seque
 
 
 # ---------------------------------------------------------------------- public API
-def cross_validate(emb, protocol: str = "standard", probes: str | Sequence[str] | None = None, seed: int = 0,
+def cross_validate(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes: str | Sequence[str] | None = None, seed: int = 0,
                    **options) -> pd.DataFrame:
     """Cross-validated probe accuracy at several data fractions: the summary table.
 
@@ -203,7 +210,7 @@ def cross_validate(emb, protocol: str = "standard", probes: str | Sequence[str] 
     seed : paper: repeat r uses ``random_state = 42 + seed + r`` (seed 0 is the
         reference); standard: repeat r uses ``seed + r``.
     options : ``fractions``, ``n_repeats``, ``n_splits``, ``n_jobs``, ``progress``
-        (see :func:`run_cross_validation`).
+        (see :func:`run_cross_validation`; repeats and folds default to the protocol's).
 
     Returns the summary :class:`pandas.DataFrame`; :func:`run_cross_validation`
     returns it with the fold-level results, confusion matrices and timings.
@@ -211,9 +218,10 @@ def cross_validate(emb, protocol: str = "standard", probes: str | Sequence[str] 
     return run_cross_validation(emb, protocol=protocol, probes=probes, seed=seed, **options).table
 
 
-def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence[str] | None = None,
+@validate_params(CV_PARAMS)
+def run_cross_validation(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes: str | Sequence[str] | None = None,
                          seed: int = 0, fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None,
-                         n_splits: int = 5, n_jobs: int | None = -1, progress: bool = False) -> CVResult:
+                         n_splits: int | None = None, n_jobs: int | None = -1, progress: bool = False) -> CVResult:
     """Cross-validation with everything it produced (:class:`CVResult`).
 
     ``paper`` (for each fraction f and repeat r, ``rs = 42 + seed + r``): a
@@ -235,30 +243,27 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
     t interval (Nadeau & Bengio 2003) over all splits; ``paired`` compares the
     probes on identical splits.
     """
-    check_protocol(protocol)
+    protocol = get_protocol(protocol)
     probes = parse_probes(probes, protocol)
     data = prepare(emb)
     fractions = tuple(sorted(float(f) for f in fractions))
-    if not fractions or fractions[0] <= 0 or fractions[-1] > 1:
-        raise UserError("data fractions must lie in (0, 1]")
-    if n_splits < 2:
-        raise UserError(f"cross-validation needs at least 2 folds, not {n_splits} (--folds)")
+    n_repeats = n_repeats or protocol.cv_repeats  # None: the protocol's (0 is refused above)
+    n_splits = n_splits or protocol.cv_folds
     t0 = time.perf_counter()
-    if protocol == "paper":
-        tasks, skipped = _paper_tasks(data, probes, seed, fractions, n_repeats or DEFAULT_REPEATS["paper"], n_splits)
-    else:
-        tasks, skipped = _standard_tasks(data, probes, seed, fractions, n_repeats or DEFAULT_REPEATS["standard"], n_splits)
+    make_tasks = _paper_tasks if protocol.reference_splits else _standard_tasks
+    tasks, skipped = make_tasks(data, protocol, probes, seed, fractions, n_repeats, n_splits)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
-    extras = reference_knn_extras(data.X, n_jobs, candidates=True) if protocol == "paper" and "knn" in probes else None
+    extras = (reference_knn_extras(data.X, n_jobs, candidates=True)
+              if protocol.knn == "reference" and "knn" in probes else None)
     t_knn = time.perf_counter() - t1
     t1 = time.perf_counter()
-    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol} cross-validation",
-                      extras=extras)
+    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress,
+                      desc=f"{protocol.name} cross-validation", extras=extras)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
     folds = _fold_frame(results, data, ["train_fraction", "repeat", "fold"])
-    if protocol == "paper":
+    if protocol.reference_aggregation:
         table = aggregate_reference_cv(folds)
         paired = None
     else:
@@ -274,7 +279,7 @@ def run_cross_validation(emb, protocol: str = "standard", probes: str | Sequence
 
 
 # ---------------------------------------------------------------------- paper
-def _paper_tasks(data: LabelledData, probes, seed, fractions, n_repeats, n_splits):
+def _paper_tasks(data: LabelledData, protocol: Protocol, probes, seed, fractions, n_repeats, n_splits):
     y = data.y
     n, c = len(y), data.n_classes
     tasks: list[Task] = []
@@ -286,7 +291,7 @@ def _paper_tasks(data: LabelledData, probes, seed, fractions, n_repeats, n_split
                             "reason": f"a {frac:g} subsample holds fewer images than the {c} classes"})
             continue
         for r in range(n_repeats):
-            rs = REFERENCE_SEED + seed + r
+            rs = protocol.repeat_seed_base + seed + r
             try:
                 sub = reference_subsample(y, frac, rs)
             except ValueError as exc:
@@ -303,7 +308,7 @@ def _paper_tasks(data: LabelledData, probes, seed, fractions, n_repeats, n_split
                     continue
                 for p in probes:
                     tasks.append(Task(
-                        probe=p, protocol="paper", subsets=[train],
+                        probe=p, protocol=protocol, subsets=[train],
                         keys=[{"train_fraction": frac, "repeat": r, "fold": f_i}], test=test,
                         metric_mode=REFERENCE_CV, n_classes_eval=c, seed=seed,
                         keep_predictions=(frac == keep_fraction and r == 0),
@@ -324,8 +329,8 @@ def aggregate_reference_cv(folds: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- standard
-def _standard_tasks(data: LabelledData, probes, seed, fractions, n_repeats, n_splits):
-    splits = standard_splits(data.y, data.groups, n_splits, n_repeats, seed, fractions)
+def _standard_tasks(data: LabelledData, protocol: Protocol, probes, seed, fractions, n_repeats, n_splits):
+    splits = standard_splits(data.y, data.groups, n_splits, n_repeats, protocol.repeat_seed_base + seed, fractions)
     d, c = data.X.shape[1], data.n_classes
     tasks: list[Task] = []
     for s in splits:
@@ -344,7 +349,7 @@ def _standard_tasks(data: LabelledData, probes, seed, fractions, n_repeats, n_sp
                     continue
                 n_train = max(len(subsets[i]) for i in g)
                 tasks.append(Task(
-                    probe=p, protocol="standard", subsets=[subsets[i] for i in g], keys=[keys[i] for i in g],
+                    probe=p, protocol=protocol, subsets=[subsets[i] for i in g], keys=[keys[i] for i in g],
                     test=s.test, metric_mode=RANKED, n_classes_eval=c, seed=seed,
                     keep_predictions=(s.repeat == 0 and g == [last]),
                     cost=estimate_cost(p, n_train, len(s.test), d, c) * (10 if p == "logreg" else 1)))
