@@ -42,12 +42,16 @@ def store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def standard_run(store, tmp_path_factory):
+def standard_result(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("morph") / "standard"
-    code = main(["morphospace", str(store), "--out", str(out), "--no-progress", "--bootstrap", "40",
-                 "--bootstrap-std", "5", "--compare-classes", "alpha", "--vs", "beta,delta", "--permutations", "99"])
-    assert code == 0
-    return out
+    return run_morphospace(store, out, n_boot=40, n_boot_std=5, compare={"classes": (["alpha"], ["beta", "delta"])},
+                           n_permutations=99)
+
+
+@pytest.fixture(scope="module")
+def standard_run(standard_result):
+    """The folder the standard run wrote."""
+    return standard_result.files[-1].parent
 
 
 def test_standard_run_writes_and_reads_back_everything(standard_run, store):
@@ -170,16 +174,16 @@ def test_unlabelled_store(store, tmp_path):
     emb = load_embeddings(store)
     emb = Embeddings(emb.features, emb.paths, np.full(len(emb), -1), [], meta=emb.meta)
     res = run_morphospace(emb, tmp_path, protocol="standard", seed=0, n_boot=10, n_boot_std=2, figures=False)
-    assert "per_class" not in res["tables"] and len(res["tables"]["suspect_labels"]) == 0
-    assert res["tables"]["clustering"]["ARI"].isna().all()
-    assert set(res["tables"]["clustering"]["Algorithm"]) == {"KMeans (Unknown K)", "Bayesian GMM", "HDBSCAN",
+    assert "per_class" not in res.tables and len(res.tables["suspect_labels"]) == 0
+    assert res.tables["clustering"]["ARI"].isna().all()
+    assert set(res.tables["clustering"]["Algorithm"]) == {"KMeans (Unknown K)", "Bayesian GMM", "HDBSCAN",
                                                              "HDBSCAN (standard)"}
     assert not (tmp_path / "disparity_per_class.csv").exists()
     assert (tmp_path / "suspect_labels.csv").is_file()
 
 
-def test_explorer_inputs(standard_run, store):
-    inp = explorer_inputs(store, standard_run, seed=0)
+def test_explorer_inputs(standard_result, standard_run):
+    inp = explorer_inputs(standard_result)
     assert inp["coords"].shape == (160, 2) and np.isfinite(inp["coords"]).all()
     assert inp["neighbours"].shape == (160, 11) and (inp["neighbours"][:, 0] == np.arange(160)).all()
     assert inp["neighbour_sim"][:, 0] == pytest.approx(1.0)

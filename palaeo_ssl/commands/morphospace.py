@@ -94,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_text(res: dict, out) -> str:
+def summary_text(res, out) -> str:
     """One screen: counts, the best clustering per space, disparity with its interval, suspects, time."""
-    info = res["info"]
-    t = res["tables"]
+    info = res.info
+    t = res.tables
     lines = [f"morphospace of {info['dataset']}: {info['n_images']} images x {info['n_features']} features, "
              f"{info['n_labelled']} labelled in {info['n_classes']} classes ({info['protocol']} protocol, seed {info['seed']})"]
     m = t["morphology"].iloc[0]
@@ -121,6 +121,6 @@ def summary_text(res: dict, out) -> str:
         d = t["disparity_test"].iloc[0]
         lines.append(f"  disparity {d['group_a']} - {d['group_b']}: {d['difference']:+.4f} (p = {d['p_value']:.3g}, "
                      f"{int(d['n_permutations'])} permutations)")
-    lines.append(f"  {len(res['files'])} files in {out} ({res['timings']['total']:.0f} s, peak memory "
-                 f"{res['peak_rss_mb']:.0f} MiB)")
+    lines.append(f"  {len(res.files)} files in {out} ({res.timings['total']:.0f} s, peak memory "
+                 f"{res.peak_rss_mb:.0f} MiB)")
     return "\n".join(lines)

@@ -7,7 +7,8 @@ return arrays or DataFrames):
 * :mod:`.clustering` - the reference's clusterings and the standard additions, with metrics and stability;
 * :mod:`.disparity` - O(N·D) disparity, bootstrap intervals, rarefaction, permutation test, distance histogram;
 * :mod:`.outliers` - outlier scores, suspect labels and nearest-neighbour retrieval;
-* :mod:`.run` - the whole analysis written into a folder (``palaeo-ssl morphospace``).
+* :mod:`.run` - the stage: ``compute_morphospace`` -> :class:`MorphospaceResult`, ``write_morphospace``,
+  and ``run_morphospace`` (both, timed; ``palaeo-ssl morphospace``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ from .outliers import (
     suspect_labels,
 )
 from .projections import compute_projections, knn_graph, pca_projection, tsne_projection, umap_projection
-from .run import explorer_inputs, find_similar, groups_from_classes, groups_from_column, run_morphospace, run_morphospace_report
+from .run import (MorphospaceConfig, MorphospaceResult, compute_morphospace, explorer_inputs, explorer_inputs_from_folder,
+                  find_similar,
+                  groups_from_classes, groups_from_column, run_morphospace, write_morphospace)
 
 __all__ = [
     "ClusteringResult", "bootstrap_disparity", "cluster_morphospace", "clustering_scores", "compute_projections",
     "disparity_per_class", "disparity_summary", "disparity_table", "distance_histogram", "effective_rank",
-    "explorer_inputs", "find_similar", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
+    "explorer_inputs", "explorer_inputs_from_folder", "find_similar", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
     "mean_pairwise_distance", "nearest_neighbours", "pairwise_distance_std", "neighbour_label_scores", "neighbourhood_table",
-    "pca_projection", "permutation_test", "rarefaction", "run_morphospace", "run_morphospace_report",
+    "pca_projection", "permutation_test", "rarefaction", "run_morphospace", "MorphospaceConfig", "MorphospaceResult", "compute_morphospace", "write_morphospace",
     "similar_table", "stability", "suspect_labels", "tsne_projection", "umap_projection",
 ]

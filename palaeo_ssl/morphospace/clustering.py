@@ -34,6 +34,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
+from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,7 @@ def cluster_morphospace(
     features: np.ndarray,
     labels: np.ndarray | None = None,
     *,
-    protocol: str = "standard",
+    protocol: ProtocolLike = DEFAULT_PROTOCOL,
     seed: int = 0,
     n_classes: int | None = None,
     timings: dict[str, float] | None = None,
@@ -361,8 +362,7 @@ def cluster_morphospace(
     (``n_classes`` overrides it); without labels the known-K rows are left out
     and the K search and the mixture use 50 as the upper bound.
     """
-    if protocol not in ("paper", "standard"):
-        raise ValueError(f"protocol must be 'paper' or 'standard', not {protocol!r}")
+    extended = get_protocol(protocol).extended_clustering
     from .disparity import unit_rows
 
     x = unit_rows(features)
@@ -372,7 +372,7 @@ def cluster_morphospace(
     k_true = n_classes if n_classes else (int(np.unique(y[y >= 0]).size) if has_labels else None)
     k_cap = min(2 * k_true, 50) if k_true else 50
     eval_index = _subsample(n, SILHOUETTE_MAX_POINTS, seed)
-    algorithms = PAPER_ALGORITHMS if protocol == "paper" else STANDARD_ALGORITHMS
+    algorithms = STANDARD_ALGORITHMS if extended else PAPER_ALGORITHMS
     times = timings if timings is not None else {}
     rows, out_labels, curves = [], {}, {}
     for pipeline, z in spaces.items():
@@ -406,7 +406,7 @@ def cluster_morphospace(
             elapsed = time.perf_counter() - t0
             scores = clustering_scores(y, pred, eval_features=x, eval_index=eval_index, own_space=z)
             stab = float("nan")
-            if protocol == "standard":
+            if extended:
                 t1 = time.perf_counter()
                 stab = stability(fit, z, seed=seed)
                 elapsed += time.perf_counter() - t1
@@ -418,6 +418,6 @@ def cluster_morphospace(
             rows.append(row)
             out_labels[(pipeline, algo)] = pred
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    if protocol == "paper":
+    if not extended:
         table = table.drop(columns=["Stability (ARI)"])
     return ClusteringResult(table=table, labels=out_labels, silhouette_curves=curves, eval_index=eval_index)

@@ -288,6 +288,7 @@ def compute_projections(
     tsne_max_points: int | None = TSNE_MAX_POINTS,
     knn_exact: bool | None = None,
     timings: dict[str, float] | None = None,
+    identity: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Every projection of the L2-normalised ``features`` (N, D), cached in ``out/projections.npz``.
 
@@ -303,13 +304,15 @@ def compute_projections(
     ``which`` picks among ``pca``, ``umap``, ``umap15``, ``tsne``. Seeded:
     the same features, settings and seed give identical arrays, read back from
     the cache when ``out`` was used before. ``timings`` (if given) receives the
-    seconds each stage took (0 for a cache hit is not recorded).
+    seconds each stage took (0 for a cache hit is not recorded). ``identity``
+    keys the cache (:meth:`~palaeo_ssl.embeddings.Embeddings.identity` of the
+    embeddings ``features`` come from); by default the digest of ``features``.
     """
     import time
 
     x = unit_rows(features)
     n = x.shape[0]
-    digest = features_digest(x)
+    digest = identity or features_digest(x)
     cache = ProjectionCache(out)
     res: dict[str, np.ndarray] = {}
     times = timings if timings is not None else {}

@@ -1,26 +1,31 @@
-"""The whole morphospace analysis of one embedding store, written into one folder.
+"""The morphospace stage: compute, write, and a thin runner that times both.
 
-:func:`run_morphospace` (the ``palaeo-ssl morphospace`` command) computes the
-projections (cached in ``projections.npz``), the clusterings, the disparity
-with its intervals, rarefaction and distance histogram, the outlier and
-suspect-label scores, and writes every table and figure; :func:`explorer_inputs`
-reads them back for the interactive explorer.
+:func:`compute_morphospace` computes the projections (cached in
+``projections.npz``), the clusterings, the disparity with its intervals,
+rarefaction and distance histogram, the outlier and suspect-label scores, and
+returns them as a :class:`MorphospaceResult`; :func:`write_morphospace` writes
+every table and figure; :func:`run_morphospace` (the ``palaeo-ssl morphospace``
+command) does both. :func:`explorer_inputs` turns a result into what the
+explorer needs, in memory.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import report
+from ..compute import compute_context
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
+from ..params import NON_NEGATIVE_INT, POSITIVE_INT, SEED, check, check_all
+from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 from . import clustering as cl
 from . import disparity as dp
 from . import outliers as ol
@@ -28,38 +33,21 @@ from . import projections as pj
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("paper", "standard")
 CONTACT_SHEET_SIZE = 25
 #: the rarefaction group of the whole set
 ALL_IMAGES = "all images"
 #: columns of clustering_metrics.tex (all columns are in the CSV)
 TEX_CLUSTER_COLUMNS = ["Pipeline", "Algorithm", "n_clusters", "ARI", "AMI", "Purity", "Purity (excluding noise)",
                        "Silhouette", "DaviesBouldin", "Noise Fraction", "Stability (ARI)"]
+#: scikit-learn's chunk size for pairwise distances (MiB); its default (1024) made t-SNE's
+#: neighbour search on 20,000 images add 1.7 GB to the peak memory
+WORKING_MEMORY_MB = 128
 
 
 def slug(text: str) -> str:
     """File-name form of an algorithm name: ``"KMeans (Known K)"`` -> ``"kmeans_known_k"``."""
     out = "".join(ch.lower() if ch.isalnum() else "_" for ch in text)
     return "_".join(p for p in out.split("_") if p)
-
-
-#: scikit-learn's chunk size for pairwise distances (MiB); its default (1024) made t-SNE's
-#: neighbour search on 20,000 images add 1.7 GB to the peak memory
-WORKING_MEMORY_MB = 128
-
-
-@contextmanager
-def _limits(n_threads: int | None):
-    """BLAS/OpenMP threads (None: library default) and scikit-learn's working memory for the run."""
-    import sklearn
-    from threadpoolctl import threadpool_limits
-
-    with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
-        if n_threads is None:
-            yield
-        else:
-            with threadpool_limits(int(n_threads)):
-                yield
 
 
 def dataset_name(emb: Embeddings) -> str:
@@ -119,11 +107,259 @@ def groups_from_column(emb: Embeddings, table: str | Path, column: str,
     return str(values[0]), a, str(values[1]), b
 
 
-# ---------------------------------------------------------------------- the run
+# ---------------------------------------------------------------------- the stage
+#: constraints of the morphospace parameters
+MORPHOSPACE_PARAMS = {
+    "seed": SEED,
+    "k_neighbours": POSITIVE_INT,
+    "n_boot": POSITIVE_INT,
+    "n_boot_std": POSITIVE_INT,
+    "tsne_max_points": [POSITIVE_INT, None],
+    "rarefaction_max": POSITIVE_INT,
+    "rarefaction_repeats": POSITIVE_INT,
+    "n_permutations": POSITIVE_INT,
+}
+
+
+@dataclass(frozen=True)
+class MorphospaceConfig:
+    """Every option that changes the numbers of the morphospace stage; ``asdict()`` is its cache key.
+
+    protocol : ``"paper"`` (the reference's clusterings) or ``"standard"`` (plus HDBSCAN
+        with a size rule that scales, Ward, and stability)
+    seed : seed of every random step (same inputs + seed = same numbers)
+    k_neighbours : neighbours for the outlier and suspect-label scores
+    n_boot, n_boot_std : bootstrap replicates (the std of pairwise distances needs a
+        Gram matrix per replicate, so it uses the first ``n_boot_std``)
+    tsne_max_points : t-SNE on a seeded subsample of this many images above it (None: all)
+    rarefaction_max, rarefaction_repeats : largest subsample size and repeats per size
+    compare : optional permutation test between two groups:
+        ``{"classes": (list_a, list_b)}`` or ``{"table": csv, "column": name, "values": (a, b) | None}``
+    n_permutations : permutations of that test
+    """
+
+    protocol: str = DEFAULT_PROTOCOL
+    seed: int = 0
+    k_neighbours: int = ol.DEFAULT_K
+    n_boot: int = 200
+    n_boot_std: int = 20
+    tsne_max_points: int | None = pj.TSNE_MAX_POINTS
+    rarefaction_max: int = 500
+    rarefaction_repeats: int = 20
+    compare: Mapping[str, Any] | None = None
+    n_permutations: int = 999
+
+    def __post_init__(self):
+        object.__setattr__(self, "protocol", get_protocol(self.protocol).name)
+        check_all({k: getattr(self, k) for k in MORPHOSPACE_PARAMS}, MORPHOSPACE_PARAMS)
+
+
+@dataclass
+class MorphospaceResult:
+    """What the morphospace stage computed for one set of embeddings.
+
+    ``projections``: see :func:`~palaeo_ssl.morphospace.projections.compute_projections`;
+    ``clustering``: the :class:`~palaeo_ssl.morphospace.clustering.ClusteringResult`;
+    ``clusters``: ``{"<pipeline> / <algorithm>": (N,) labels}``; ``tables``: name ->
+    DataFrame (``clustering``, ``morphology``, ``per_class``, ``rarefaction``,
+    ``distance_histogram``, ``outliers``, ``suspect_labels``, ``disparity_test``);
+    ``info``: the run record (``morphospace.json``); ``files``: filled by the writer.
+    """
+
+    config: MorphospaceConfig
+    embeddings: Embeddings
+    name: str
+    projections: dict[str, np.ndarray]
+    clustering: cl.ClusteringResult
+    clusters: dict[str, np.ndarray]
+    tables: dict[str, pd.DataFrame]
+    info: dict[str, Any]
+    timings: dict[str, float]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return float(self.info.get("peak_rss_mb", 0.0))
+
+
+def compute_morphospace(embeddings: Embeddings | str | Path, config: MorphospaceConfig = MorphospaceConfig(), *,
+                        cache: str | Path | None = None, threads: int | None = 1,
+                        progress: bool = False) -> MorphospaceResult:
+    """Projections, clustering, disparity, outliers and suspect labels of ``embeddings``; nothing is written
+    except the projection cache (``cache/projections.npz``, when ``cache`` is given).
+
+    threads : BLAS/OpenMP threads for the whole analysis (default 1: on a shared CPU,
+        multi-threaded BLAS on many small matrices is several times slower); None = library default
+    """
+    check("threads", threads, [POSITIVE_INT, None])
+    emb = load_embeddings(embeddings)
+    n = len(emb)
+    if n < 5:
+        raise UserError(f"the morphospace needs at least 5 images; this store has {n}")
+    try:
+        x = dp.unit_rows(np.asarray(emb.features))
+    except ValueError as exc:
+        raise UserError(f"{exc}; remove that image from the store (re-extract) and try again") from None
+    labels = emb.labels if emb.has_labels else None
+    timings: dict[str, float] = {}
+    rss: dict[str, float] = {}
+    bar = _progress(4, progress)
+    t_all = time.perf_counter()
+    with compute_context(blas=threads, working_memory_mb=WORKING_MEMORY_MB):
+        bar.set_description("projections")
+        proj, spaces, n_pca = _projections(x, emb, config, cache, timings)
+        rss["projections"] = report.peak_rss_mb()
+        bar.update()
+        bar.set_description("clustering")
+        t0 = time.perf_counter()
+        clus_times: dict[str, float] = {}
+        clus = cl.cluster_morphospace(spaces, x, labels, protocol=config.protocol, seed=config.seed,
+                                      timings=clus_times)
+        timings.update({f"clustering: {k}": v for k, v in clus_times.items()})
+        timings["clustering"] = time.perf_counter() - t0
+        rss["clustering"] = report.peak_rss_mb()
+        bar.update()
+        bar.set_description("disparity")
+        tables = {"clustering": clus.table, **_disparity(x, emb, config, timings)}
+        rss["disparity"] = report.peak_rss_mb()
+        bar.update()
+        bar.set_description("outliers")
+        t0 = time.perf_counter()
+        tables.update(_neighbourhood(proj, emb, labels, config.k_neighbours))
+        timings["outliers"] = time.perf_counter() - t0
+        rss["outliers"] = report.peak_rss_mb()
+        bar.update()
+    bar.close()
+    timings["compute"] = time.perf_counter() - t_all
+    name = dataset_name(emb)
+    info = _run_info(emb, x, name, config, proj, n_pca, threads, rss)
+    return MorphospaceResult(config=config, embeddings=emb, name=name, projections=proj, clustering=clus,
+                             clusters={f"{p} / {a}": lab for (p, a), lab in clus.labels.items()}, tables=tables,
+                             info=info, timings=timings)
+
+
+def _projections(x: np.ndarray, emb: Embeddings, config: MorphospaceConfig, cache, timings: dict[str, float]):
+    t0 = time.perf_counter()
+    proj_times: dict[str, float] = {}
+    proj = pj.compute_projections(x, cache, config.seed, tsne_max_points=config.tsne_max_points,
+                                  timings=proj_times, identity=emb.identity())
+    timings.update({f"projection: {k}": v for k, v in proj_times.items()})
+    timings["projections"] = time.perf_counter() - t0
+    n_pca = pj.n_components_for(proj["pca_variance_ratio"])
+    spaces = {cl.PIPELINE_PCA: proj["pca_scores"][:, :n_pca]}
+    if "umap15" in proj:
+        spaces[cl.PIPELINE_UMAP] = proj["umap15"]
+    return proj, spaces, n_pca
+
+
+def _disparity(x: np.ndarray, emb: Embeddings, config: MorphospaceConfig,
+               timings: dict[str, float]) -> dict[str, pd.DataFrame]:
+    """Disparity with intervals, rarefaction, per class, the distance histogram and the permutation test."""
+    c, n, labels = config, x.shape[0], (emb.labels if emb.has_labels else None)
+    out: dict[str, pd.DataFrame] = {}
+    t0 = time.perf_counter()
+    out["morphology"] = dp.disparity_table(x, dataset=dataset_name(emb), n_boot=c.n_boot, n_boot_gram=c.n_boot_std,
+                                           seed=c.seed)
+    timings["disparity: bootstrap"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    groups: dict[str, np.ndarray] = {ALL_IMAGES: np.arange(n)}
+    if labels is not None:
+        for k, cname in enumerate(emb.class_names):
+            idx = np.flatnonzero(emb.labels == k)
+            if idx.size:
+                groups[cname] = idx
+    out["rarefaction"] = dp.rarefaction(x, groups, max_size=c.rarefaction_max, n_repeats=c.rarefaction_repeats,
+                                        seed=c.seed)
+    timings["disparity: rarefaction"] = time.perf_counter() - t1
+    if labels is not None:
+        t1 = time.perf_counter()
+        out["per_class"] = dp.disparity_per_class(x, emb.labels, emb.class_names, n_boot=c.n_boot,
+                                                  n_boot_gram=c.n_boot_std, seed=c.seed, rarefied=out["rarefaction"])
+        timings["disparity: per class"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    out["distance_histogram"] = dp.distance_histogram(x, labels, seed=c.seed)
+    if c.compare:
+        out["disparity_test"] = _disparity_test(emb, x, dict(c.compare), c.n_permutations, c.seed)
+    timings["disparity: histogram and test"] = time.perf_counter() - t1
+    timings["disparity"] = time.perf_counter() - t0
+    return out
+
+
+def _neighbourhood(proj: dict, emb: Embeddings, labels, k: int) -> dict[str, pd.DataFrame]:
+    scores = ol.neighbourhood_table(proj["knn_indices"], proj["knn_distances"], paths=emb.paths,
+                                    labels=labels, class_names=emb.class_names, k=k)
+    return {"outliers": scores.sort_values("outlier_rank").reset_index(drop=True),
+            "suspect_labels": ol.suspect_labels(scores)}
+
+
+def _run_info(emb: Embeddings, x: np.ndarray, name: str, c: MorphospaceConfig, proj: dict, n_pca: int,
+              threads: int | None, rss: dict[str, float]) -> dict[str, Any]:
+    n = x.shape[0]
+    return {
+        "command": "morphospace", "protocol": c.protocol, "seed": c.seed, "dataset": name,
+        "n_images": n, "n_features": int(x.shape[1]), "n_labelled": int((emb.labels >= 0).sum()),
+        "n_classes": int(emb.n_classes), "pca_components_for_95pct": int(n_pca),
+        "settings": {
+            "umap_2d": pj.UMAP_2D, "umap_clustering": pj.UMAP_CLUSTER, "tsne": pj.TSNE_SETTINGS,
+            "tsne_max_points": c.tsne_max_points, "tsne_points": int(proj.get("tsne_index", np.arange(0)).size),
+            "knn": "exact" if n <= pj.EXACT_KNN_MAX else "NN-descent (pynndescent)",
+            "k_neighbours": c.k_neighbours, "n_boot": c.n_boot, "n_boot_std": c.n_boot_std,
+            "rarefaction_max": c.rarefaction_max, "rarefaction_repeats": c.rarefaction_repeats,
+            "silhouette_points": int(min(n, cl.SILHOUETTE_MAX_POINTS)), "metric_space": cl.METRIC_SPACE,
+            "hdbscan_max_points": cl.HDBSCAN_MAX_POINTS, "bgmm_max_points": cl.BGMM_MAX_POINTS,
+            "ward_max_points": cl.WARD_MAX_POINTS, "stability_max_points": cl.STABILITY_MAX_POINTS,
+            "threads": threads,
+        },
+        "peak_rss_mb_after_stage": {k: round(v, 1) for k, v in rss.items()},
+        "versions": report.library_versions(),
+    }
+
+
+def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bool = True) -> list[Path]:
+    """Every table (CSV, LaTeX), the figures (with ``figures``) and ``morphospace.json`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    r, t = result, result.tables
+    files: list[Path] = [out / pj.CACHE_FILE] if (out / pj.CACHE_FILE).is_file() else []
+    files += _write_clustering_table(t["clustering"], out, r.name, len(r.embeddings), r.config.protocol)
+    lab_df = pd.DataFrame({"index": np.arange(len(r.embeddings)), "path": r.embeddings.paths, **r.clusters})
+    files.append(report.write_csv(lab_df, out / "cluster_labels.csv"))
+    files.append(report.write_csv(t["morphology"], out / "morphology_report.csv"))
+    files.append(_write_morphology_tex(t["morphology"], out / "morphology_report.tex", r.name))
+    for key, fname in (("rarefaction", "rarefaction.csv"), ("per_class", "disparity_per_class.csv"),
+                       ("distance_histogram", "distance_histogram.csv"), ("disparity_test", "disparity_test.csv"),
+                       ("outliers", "outliers.csv"), ("suspect_labels", "suspect_labels.csv")):
+        if key in t:
+            files.append(report.write_csv(t[key], out / fname))
+    if figures:
+        t0 = time.perf_counter()
+        files += _write_figures(out, r.embeddings, r.projections, r.clustering, t["distance_histogram"],
+                                t["rarefaction"], t["outliers"], t["suspect_labels"], r.name)
+        r.timings["figures"] = time.perf_counter() - t0
+    info = {**r.info, "timings_s": {k: round(v, 3) for k, v in r.timings.items()},
+            "peak_rss_mb": round(report.peak_rss_mb(), 1)}
+    r.info = info
+    files.append(report.write_json(out / "morphospace.json", info))
+    r.files = [Path(f) for f in files]
+    return r.files
+
+
+def _write_clustering_table(ctab: pd.DataFrame, out: Path, name: str, n: int, protocol: str) -> list[Path]:
+    caption = (f"Clustering of {name} ({n} images, {protocol} protocol). Silhouette (cosine) and "
+               f"Davies-Bouldin on one seeded subsample of {min(n, cl.SILHOUETTE_MAX_POINTS)} L2-normalised "
+               "feature vectors for every algorithm; purity counts noise as wrong, 'no noise' leaves it out"
+               + get_protocol(protocol).clustering_caption + ".")
+    return report.write_table(
+        ctab, out / "clustering_metrics", columns=[c for c in TEX_CLUSTER_COLUMNS if c in ctab.columns],
+        headers={"n_clusters": "Clusters", "Noise Fraction": "Noise", "Purity (excluding noise)": "Purity (no noise)",
+                 "Stability (ARI)": "Stability"},
+        bold={"ARI": "max", "AMI": "max"}, group_by="Pipeline", digits=3, caption=caption)
+
+
 def run_morphospace(
     embeddings: Embeddings | str | Path,
     out: str | Path,
-    protocol: str = "standard",
+    protocol: ProtocolLike = DEFAULT_PROTOCOL,
     seed: int = 0,
     *,
     k_neighbours: int = ol.DEFAULT_K,
@@ -137,193 +373,26 @@ def run_morphospace(
     threads: int | None = 1,
     figures: bool = True,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> MorphospaceResult:
     """Projections, clustering, disparity, outliers and suspect labels of ``embeddings`` into ``out``.
 
-    Parameters
-    ----------
-    embeddings : an :class:`Embeddings` or a store folder
-    out : folder for the tables, figures and the ``projections.npz`` cache
-    protocol : ``"paper"`` (the reference's clusterings) or ``"standard"`` (plus
-        HDBSCAN with a size rule that scales, Ward, and stability)
-    seed : seed of every random step (same inputs + seed = same numbers)
-    k_neighbours : neighbours for the outlier and suspect-label scores
-    n_boot, n_boot_std : bootstrap replicates (the std of pairwise distances needs a
-        Gram matrix per replicate, so it uses the first ``n_boot_std``)
-    tsne_max_points : t-SNE on a seeded subsample of this many images above it (None: all)
-    rarefaction_max, rarefaction_repeats : largest subsample size and repeats per size
-    compare : optional permutation test between two groups:
-        ``{"classes": (list_a, list_b)}`` or ``{"table": csv, "column": name, "values": (a, b) | None}``
-    threads : BLAS/OpenMP threads for the whole analysis (default 1: on a shared CPU,
-        multi-threaded BLAS on many small matrices is several times slower); None = library default
-    figures : write the figures (PNG and PDF)
-
-    Returns
-    -------
-    dict with ``files`` (paths written), ``timings`` (stage -> seconds), ``tables``
-    (name -> DataFrame: ``clustering``, ``morphology``, ``per_class``, ``rarefaction``,
-    ``distance_histogram``, ``outliers``, ``suspect_labels``, ``disparity_test``),
-    ``projections`` (see :func:`~palaeo_ssl.morphospace.projections.compute_projections`),
-    ``clusters`` (``{"<pipeline> / <algorithm>": (N,) labels}``) and ``peak_rss_mb``.
+    The options are those of :class:`MorphospaceConfig` (checked there; errors name
+    the parameter), ``threads`` as :func:`compute_morphospace`, ``figures`` as
+    :func:`write_morphospace`. Returns the :class:`MorphospaceResult` with ``files``
+    and ``timings`` (per step, ``compute``, ``writing`` and ``total``, in seconds).
     """
-    if protocol not in PROTOCOLS:
-        raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-    emb = load_embeddings(embeddings)
-    n = len(emb)
-    if n < 5:
-        raise UserError(f"the morphospace needs at least 5 images; this store has {n}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        x = dp.unit_rows(np.asarray(emb.features))
-    except ValueError as exc:
-        raise UserError(f"{exc}; remove that image from the store (re-extract) and try again") from None
-    timings: dict[str, float] = {}
-    rss: dict[str, float] = {}  # peak RSS (MiB) of the process after each stage
-    files: list[Path] = []
-    tables: dict[str, pd.DataFrame] = {}
-    name = dataset_name(emb)
-    labels = emb.labels if emb.has_labels else None
-    stages = ["projections", "clustering", "disparity", "outliers"] + (["figures"] if figures else [])
-    bar = _progress(len(stages), progress)
-    t_all = time.perf_counter()
-
-    with _limits(threads):
-        # 1. projections (cached)
-        bar.set_description("projections")
-        t0 = time.perf_counter()
-        proj_times: dict[str, float] = {}
-        proj = pj.compute_projections(x, out, seed, tsne_max_points=tsne_max_points, timings=proj_times)
-        for k, v in proj_times.items():
-            timings[f"projection: {k}"] = v
-        timings["projections"] = time.perf_counter() - t0
-        rss["projections"] = report.peak_rss_mb()
-        n_pca = pj.n_components_for(proj["pca_variance_ratio"])
-        spaces = {cl.PIPELINE_PCA: proj["pca_scores"][:, :n_pca]}
-        if "umap15" in proj:
-            spaces[cl.PIPELINE_UMAP] = proj["umap15"]
-        files.append(out / pj.CACHE_FILE)
-        bar.update()
-
-        # 2. clustering
-        bar.set_description("clustering")
-        t0 = time.perf_counter()
-        clus_times: dict[str, float] = {}
-        clus = cl.cluster_morphospace(spaces, x, labels, protocol=protocol, seed=seed, timings=clus_times)
-        for k, v in clus_times.items():
-            timings[f"clustering: {k}"] = v
-        ctab = clus.table
-        tables["clustering"] = ctab
-        files += report.write_table(
-            ctab, out / "clustering_metrics", columns=[c for c in TEX_CLUSTER_COLUMNS if c in ctab.columns],
-            headers={"n_clusters": "Clusters", "Noise Fraction": "Noise", "Purity (excluding noise)": "Purity (no noise)",
-                     "Stability (ARI)": "Stability"},
-            bold={"ARI": "max", "AMI": "max"}, group_by="Pipeline", digits=3,
-            caption=(f"Clustering of {name} ({n} images, {protocol} protocol). Silhouette (cosine) and "
-                     f"Davies-Bouldin on one seeded subsample of {min(n, cl.SILHOUETTE_MAX_POINTS)} L2-normalised "
-                     "feature vectors for every algorithm; purity counts noise as wrong, 'no noise' leaves it out"
-                     + ("; stability: mean ARI between 5 seeded runs on 90% subsamples" if protocol == "standard" else "")
-                     + "."))
-        cluster_cols = {f"{p} / {a}": lab for (p, a), lab in clus.labels.items()}
-        lab_df = pd.DataFrame({"index": np.arange(n), "path": emb.paths, **cluster_cols})
-        files.append(report.write_csv(lab_df, out / "cluster_labels.csv"))
-        timings["clustering"] = time.perf_counter() - t0
-        rss["clustering"] = report.peak_rss_mb()
-        bar.update()
-
-        # 3. disparity
-        bar.set_description("disparity")
-        t0 = time.perf_counter()
-        morph = dp.disparity_table(x, dataset=name, n_boot=n_boot, n_boot_gram=n_boot_std, seed=seed)
-        tables["morphology"] = morph
-        files.append(report.write_csv(morph, out / "morphology_report.csv"))
-        files.append(_write_morphology_tex(morph, out / "morphology_report.tex", name))
-        timings["disparity: bootstrap"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        groups: dict[str, np.ndarray] = {ALL_IMAGES: np.arange(n)}
-        if labels is not None:
-            for c, cname in enumerate(emb.class_names):
-                idx = np.flatnonzero(emb.labels == c)
-                if idx.size:
-                    groups[cname] = idx
-        rare = dp.rarefaction(x, groups, max_size=rarefaction_max, n_repeats=rarefaction_repeats, seed=seed)
-        tables["rarefaction"] = rare
-        files.append(report.write_csv(rare, out / "rarefaction.csv"))
-        timings["disparity: rarefaction"] = time.perf_counter() - t1
-        if labels is not None:
-            t1 = time.perf_counter()
-            per = dp.disparity_per_class(x, emb.labels, emb.class_names, n_boot=n_boot, n_boot_gram=n_boot_std,
-                                         seed=seed, rarefied=rare)
-            tables["per_class"] = per
-            files.append(report.write_csv(per, out / "disparity_per_class.csv"))
-            timings["disparity: per class"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        hist = dp.distance_histogram(x, labels, seed=seed)
-        tables["distance_histogram"] = hist
-        files.append(report.write_csv(hist, out / "distance_histogram.csv"))
-        if compare:
-            test = _disparity_test(emb, x, compare, n_permutations, seed)
-            tables["disparity_test"] = test
-            files.append(report.write_csv(test, out / "disparity_test.csv"))
-        timings["disparity: histogram and test"] = time.perf_counter() - t1
-        timings["disparity"] = time.perf_counter() - t0
-        rss["disparity"] = report.peak_rss_mb()
-        bar.update()
-
-        # 4. outliers and suspect labels
-        bar.set_description("outliers")
-        t0 = time.perf_counter()
-        scores = ol.neighbourhood_table(proj["knn_indices"], proj["knn_distances"], paths=emb.paths,
-                                        labels=labels, class_names=emb.class_names, k=k_neighbours)
-        outl = scores.sort_values("outlier_rank").reset_index(drop=True)
-        tables["outliers"] = outl
-        files.append(report.write_csv(outl, out / "outliers.csv"))
-        sus = ol.suspect_labels(scores)
-        tables["suspect_labels"] = sus
-        files.append(report.write_csv(sus, out / "suspect_labels.csv"))
-        timings["outliers"] = time.perf_counter() - t0
-        rss["outliers"] = report.peak_rss_mb()
-        bar.update()
-
-        # 5. figures
-        if figures:
-            bar.set_description("figures")
-            t0 = time.perf_counter()
-            files += _write_figures(out, emb, proj, clus, hist, rare, outl, sus, name)
-            timings["figures"] = time.perf_counter() - t0
-            rss["figures"] = report.peak_rss_mb()
-            bar.update()
-    bar.close()
-    timings["total"] = time.perf_counter() - t_all
-    peak = report.peak_rss_mb()
-    run_info = {
-        "command": "morphospace", "protocol": protocol, "seed": seed, "dataset": name,
-        "n_images": n, "n_features": int(x.shape[1]), "n_labelled": int((emb.labels >= 0).sum()),
-        "n_classes": int(emb.n_classes), "pca_components_for_95pct": int(n_pca),
-        "settings": {
-            "umap_2d": pj.UMAP_2D, "umap_clustering": pj.UMAP_CLUSTER, "tsne": pj.TSNE_SETTINGS,
-            "tsne_max_points": tsne_max_points, "tsne_points": int(proj.get("tsne_index", np.arange(0)).size),
-            "knn": "exact" if n <= pj.EXACT_KNN_MAX else "NN-descent (pynndescent)",
-            "k_neighbours": k_neighbours, "n_boot": n_boot, "n_boot_std": n_boot_std,
-            "rarefaction_max": rarefaction_max, "rarefaction_repeats": rarefaction_repeats,
-            "silhouette_points": int(min(n, cl.SILHOUETTE_MAX_POINTS)), "metric_space": cl.METRIC_SPACE,
-            "hdbscan_max_points": cl.HDBSCAN_MAX_POINTS, "bgmm_max_points": cl.BGMM_MAX_POINTS,
-            "ward_max_points": cl.WARD_MAX_POINTS, "stability_max_points": cl.STABILITY_MAX_POINTS,
-            "threads": threads,
-        },
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "peak_rss_mb": round(peak, 1),
-        "peak_rss_mb_after_stage": {k: round(v, 1) for k, v in rss.items()},
-        "versions": report.library_versions(),
-    }
-    files.append(report.write_json(out / "morphospace.json", run_info))
-    return {"files": [Path(f) for f in files], "timings": timings, "tables": tables, "projections": proj,
-            "clusters": cluster_cols, "peak_rss_mb": peak,
-            "info": run_info}
-
-
-#: the name the pipeline uses
-run_morphospace_report = run_morphospace
+    config = MorphospaceConfig(protocol=getattr(protocol, "name", protocol), seed=seed, k_neighbours=k_neighbours,
+                               n_boot=n_boot, n_boot_std=n_boot_std, tsne_max_points=tsne_max_points,
+                               rarefaction_max=rarefaction_max, rarefaction_repeats=rarefaction_repeats,
+                               compare=compare, n_permutations=n_permutations)
+    t0 = time.perf_counter()
+    result = compute_morphospace(embeddings, config, cache=out, threads=threads, progress=progress)
+    t1 = time.perf_counter()
+    result.timings["total"] = t1 - t0  # updated below; morphospace.json records compute + figures
+    write_morphospace(result, out, figures=figures)
+    result.timings["writing"] = time.perf_counter() - t1
+    result.timings["total"] = time.perf_counter() - t0
+    return result
 
 
 def _progress(total: int, enabled: bool):
@@ -417,29 +486,47 @@ def _write_figures(out: Path, emb: Embeddings, proj: dict, clus: cl.ClusteringRe
 
 
 # ---------------------------------------------------------------------- for the explorer
-def explorer_inputs(embeddings: Embeddings | str | Path, morph_dir: str | Path, seed: int = 0,
-                    k: int = ol.DEFAULT_K) -> dict[str, Any]:
-    """What :func:`palaeo_ssl.explorer.write_explorer` needs, from a :func:`run_morphospace` folder.
+def explorer_inputs(result: MorphospaceResult, k: int = ol.DEFAULT_K) -> dict[str, Any]:
+    """What :func:`palaeo_ssl.explorer.write_explorer` needs, from a :class:`MorphospaceResult` in memory.
 
     Returns ``coords`` (N, 2) 2-D UMAP, ``clusters`` ({"<pipeline> / <algorithm>": (N,)
     labels}), ``outlier_score`` (N,) LOF, ``suspect_score`` (N,) (NaN where unlabelled),
     ``neighbours`` (N, k + 1) (self first) and ``neighbour_sim`` (N, k + 1) cosine
-    similarities, and ``axis_titles``. Reads the cache and CSVs (recomputing the UMAP
-    only if the cache does not match these embeddings and ``seed``).
+    similarities, and ``axis_titles``.
+    """
+    proj = result.projections
+    scores = result.tables["outliers"].sort_values("index")
+    kk = int(min(k + 1, proj["knn_indices"].shape[1]))
+    return {
+        "coords": proj["umap"],
+        "clusters": {k_: np.asarray(v, dtype=np.int64) for k_, v in result.clusters.items()},
+        "outlier_score": scores["outlier_score"].to_numpy(dtype=np.float64),
+        "suspect_score": pd.to_numeric(scores["suspect_score"], errors="coerce").to_numpy(dtype=np.float64),
+        "neighbours": proj["knn_indices"][:, :kk],
+        "neighbour_sim": 1.0 - proj["knn_distances"][:, :kk],
+        "axis_titles": ("UMAP 1", "UMAP 2"),
+    }
+
+
+def explorer_inputs_from_folder(embeddings: Embeddings | str | Path, morph_dir: str | Path, seed: int = 0,
+                                k: int = ol.DEFAULT_K) -> dict[str, Any]:
+    """:func:`explorer_inputs` from what an earlier :func:`run_morphospace` wrote into ``morph_dir``.
+
+    For a run that reuses its morphospace stage from disk: reads the projection
+    cache (recomputing the UMAP only if it does not match these embeddings and
+    ``seed``), ``cluster_labels.csv`` and ``outliers.csv``.
     """
     emb = load_embeddings(embeddings)
     morph_dir = Path(morph_dir)
     x = dp.unit_rows(np.asarray(emb.features))
-    proj = pj.compute_projections(x, morph_dir, seed, which=("umap",))
+    proj = pj.compute_projections(x, morph_dir, seed, which=("umap",), identity=emb.identity())
     n = len(emb)
     clusters: dict[str, np.ndarray] = {}
     lab_path = morph_dir / "cluster_labels.csv"
     if lab_path.is_file():
         df = pd.read_csv(lab_path)
         if len(df) == n:
-            for col in df.columns:
-                if col not in ("index", "path"):
-                    clusters[col] = df[col].to_numpy(dtype=np.int64)
+            clusters = {c: df[c].to_numpy(dtype=np.int64) for c in df.columns if c not in ("index", "path")}
     outlier = suspect = None
     out_path = morph_dir / "outliers.csv"
     if out_path.is_file():
@@ -449,15 +536,9 @@ def explorer_inputs(embeddings: Embeddings | str | Path, morph_dir: str | Path, 
             outlier = df["outlier_score"].to_numpy(dtype=np.float64)
             suspect = pd.to_numeric(df["suspect_score"], errors="coerce").to_numpy(dtype=np.float64)
     kk = int(min(k + 1, proj["knn_indices"].shape[1]))
-    return {
-        "coords": proj["umap"],
-        "clusters": clusters,
-        "outlier_score": outlier,
-        "suspect_score": suspect,
-        "neighbours": proj["knn_indices"][:, :kk],
-        "neighbour_sim": 1.0 - proj["knn_distances"][:, :kk],
-        "axis_titles": ("UMAP 1", "UMAP 2"),
-    }
+    return {"coords": proj["umap"], "clusters": clusters, "outlier_score": outlier, "suspect_score": suspect,
+            "neighbours": proj["knn_indices"][:, :kk], "neighbour_sim": 1.0 - proj["knn_distances"][:, :kk],
+            "axis_titles": ("UMAP 1", "UMAP 2")}
 
 
 # ---------------------------------------------------------------------- retrieval of a new image
