@@ -6,11 +6,12 @@ __version__ = "0.1.0"
 
 from .embeddings import Embeddings, load_embeddings
 from .errors import UserError
+from .models import DEFAULT_MODEL
 
 __all__ = ["Embeddings", "load_embeddings", "extract_embeddings", "UserError", "__version__"]
 
 
-def extract_embeddings(data, model: str = "dinov3-vits16", out=None, **options):
+def extract_embeddings(data, model: str = DEFAULT_MODEL, out=None, **options):
     """Compute (or reuse cached) embeddings for every image under ``data``.
 
     See :func:`palaeo_ssl.extract.extract_embeddings` for the options.

@@ -17,18 +17,10 @@ from typing import Any
 import torch
 
 from .errors import ModelLoadError, UserError
+from .models import ALIASES, DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "dinov3-vits16"
-ALIASES = {
-    "dinov3-vits16": "facebook/dinov3-vits16-pretrain-lvd1689m",
-    "dinov3-vits16plus": "facebook/dinov3-vits16plus-pretrain-lvd1689m",
-    "dinov3-vitb16": "facebook/dinov3-vitb16-pretrain-lvd1689m",
-    "dinov3-vitl16": "facebook/dinov3-vitl16-pretrain-lvd1689m",
-    "dinov3-vith16plus": "facebook/dinov3-vith16plus-pretrain-lvd1689m",
-    "dinov3-vit7b16": "facebook/dinov3-vit7b16-pretrain-lvd1689m",
-}
 POOLINGS = ("cls", "mean", "cls+mean")
 PREPROCESSINGS = ("processor", "pad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
