@@ -19,7 +19,7 @@ from . import __version__
 from .errors import UserError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
+COMMANDS = ("demo", "extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
 
 
 class _Parser(argparse.ArgumentParser):
