@@ -18,9 +18,11 @@ and hands over.
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -72,9 +74,10 @@ def up_to_date(venv=VENV, root=ROOT):
 
 def run(cmd, cwd=ROOT):
     """Run ``cmd`` with its output shown; return its exit code."""
-    print("+ " + " ".join(str(c) for c in cmd), flush=True)
+    cmd = [str(c) for c in cmd]
+    print("+ " + (subprocess.list2cmdline(cmd) if os.name == "nt" else shlex.join(cmd)), flush=True)
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    return subprocess.call([str(c) for c in cmd], cwd=str(cwd), env=env)
+    return subprocess.call(cmd, cwd=str(cwd), env=env)
 
 
 def quiet(cmd):
@@ -123,6 +126,7 @@ def pip_command(venv=VENV):
 def install(venv=VENV, root=ROOT):
     """The README's install into ``venv``, then the stamp that lets the next run skip it."""
     pip = pip_command(venv)
+    t = time.monotonic()
     say("installing the pinned requirements into .venv (a few minutes the first time)")
     if run(pip + ["install", "-r", "requirements.txt"], cwd=root) != 0:
         raise SetupError("'pip install -r requirements.txt' failed (see above); fix that and run this again")
@@ -130,6 +134,7 @@ def install(venv=VENV, root=ROOT):
     if run(pip + ["install", "--no-deps", "-e", "."], cwd=root) != 0:
         raise SetupError("'pip install --no-deps -e .' failed (see above); fix that and run this again")
     stamp_path(venv).write_text(install_hash(root) + "\n")
+    say("installed in %.0f s" % (time.monotonic() - t))
 
 
 def ensure_installed(venv=VENV, root=ROOT):
