@@ -4,6 +4,16 @@ Models are named by a Hub id, a local folder, or a short alias (``dinov3-vits16`
 -> ``facebook/dinov3-vits16-pretrain-lvd1689m``). The token comes from
 ``HF_TOKEN`` or a stored login (never an interactive prompt); with
 ``HF_HUB_OFFLINE=1`` models load from the local cache only.
+
+Before reading a Hub model, one quick request (no retries, a few seconds at most)
+decides whether the Hub can be reached. When it cannot, files come from the local
+cache only, or the call fails at once with one message, instead of
+huggingface_hub's retries with back-off (half a minute per file).
+
+A checkpoint whose ``config.json`` holds ``"palaeo_ssl_random_weights": true``
+(what :func:`palaeo_ssl.testing.make_tiny_dinov3` writes) has random weights:
+:attr:`ModelInfo.random_weights` says so, extraction records it in the store's
+``meta.json``, and every output of such a run carries :data:`RANDOM_WEIGHTS_NOTICE`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,14 @@ POOLINGS = ("cls", "mean", "cls+mean")
 PREPROCESSINGS = ("processor", "pad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")
+
+#: config.json key that marks a checkpoint with random weights (see palaeo_ssl.testing.make_tiny_dinov3)
+RANDOM_WEIGHTS_KEY = "palaeo_ssl_random_weights"
+#: the words every output of a run on random weights carries (manifest, README, figures, explorer)
+RANDOM_WEIGHTS_NOTICE = "random weights: a pipeline check, not a result"
+#: seconds the one reachability request to the Hub may take to connect, and then to answer
+HUB_CONNECT_TIMEOUT = 1.5
+HUB_READ_TIMEOUT = 3.0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,6 +142,8 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     config: Any = field(repr=False, default=None)
+    #: the checkpoint is marked as random weights (its features say nothing about fossils)
+    random_weights: bool = False
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -141,7 +161,8 @@ class Backbone:
     def info(self) -> "ModelInfo":
         return ModelInfo(model_id=self.model_id, local=self.revision == "local", patch_size=self.patch_size,
                          hidden_size=self.hidden_size, num_register_tokens=self.num_register_tokens,
-                         default_size=self.default_size, mean=self.mean, std=self.std, revision=self.revision)
+                         default_size=self.default_size, mean=self.mean, std=self.std, revision=self.revision,
+                         random_weights=self.random_weights)
 
     @torch.inference_mode()
     def embed(self, pixel_values: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
@@ -191,34 +212,90 @@ def _explain_load_error(model: str, model_id: str, exc: BaseException) -> ModelL
     if "gated" in low or "access to model" in low or "403" in low:
         return ModelLoadError(
             f"{model_id} is a gated model and this account has no access yet. Open {page}, log in, accept "
-            "the DINOv3 licence, then set HF_TOKEN (or run 'hf auth login') and try again; " + local_hint
+            "the DINOv3 licence, then set HF_TOKEN (or run 'hf auth login') and try again; " + local_hint,
+            kind="gated", reason="a gated model, and this account has not accepted its licence",
         )
     if "401" in low or "unauthorized" in low or "token" in low and "invalid" in low:
         return ModelLoadError(
             f"the Hub refused the request for {model_id} (no token or an invalid token). Set HF_TOKEN to a "
-            f"token of an account that accepted the licence at {page} (or run 'hf auth login'); " + local_hint
+            f"token of an account that accepted the licence at {page} (or run 'hf auth login'); " + local_hint,
+            kind="token", reason="no Hugging Face token, or an invalid one",
         )
     if "offline" in low or "couldn't connect" in low or "connection" in low or "cannot find the requested files in the" in low \
             or "localentrynotfound" in low or "name or service not known" in low:
-        return ModelLoadError(
-            f"could not download {model_id}: no network connection (or HF_HUB_OFFLINE=1) and no cached copy. "
-            "Run once with network access to fill the cache, then HF_HUB_OFFLINE=1 works; " + local_hint
-        )
+        return _offline_error(model_id, "no network connection (or HF_HUB_OFFLINE=1)")
     if "not a valid model identifier" in low or "repository not found" in low or "repo id must" in low \
             or "404" in low or "repositorynotfound" in low or "hfvalidationerror" in low:
         aliases = ", ".join(ALIASES)
         return ModelLoadError(
             f"{model!r} is neither a local folder nor a model on the Hugging Face Hub. Check the spelling, "
-            f"use a short alias ({aliases}) or a Hub id such as {ALIASES[DEFAULT_MODEL]}, " + local_hint
+            f"use a short alias ({aliases}) or a Hub id such as {ALIASES[DEFAULT_MODEL]}, " + local_hint,
+            kind="not_found", reason="no such local folder or Hub model",
         )
     return ModelLoadError(f"could not load model {model!r} ({text[:500]}); " + local_hint)
 
 
-def _processor_stats(model_path: str, token) -> tuple[tuple, tuple, int | None]:
+def _offline_error(model_id: str, why: str, what: str = "no cached copy") -> ModelLoadError:
+    return ModelLoadError(
+        f"could not download {model_id}: {why} and {what}. Run once with network access to fill the cache, "
+        "then HF_HUB_OFFLINE=1 works; or pass a local folder that holds config.json, the weights and "
+        "preprocessor_config.json",
+        kind="offline", reason=f"{why} and {what}",
+    )
+
+
+def _hub_offline_mode() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
+
+
+def hub_unreachable(model_id: str, connect_timeout: float = HUB_CONNECT_TIMEOUT, endpoint: str | None = None) -> str | None:
+    """Why the Hugging Face Hub cannot serve ``model_id`` right now, or ``None`` when it answers.
+
+    One bare HEAD request for the model's ``config.json`` at ``endpoint`` (default: ``HF_ENDPOINT``),
+    no retries, no token: any HTTP answer but a server error means "reachable" (refusals such as a
+    gated model are reported by the ordinary loading that follows). At most ``connect_timeout``
+    seconds to connect, :data:`HUB_READ_TIMEOUT` to answer; no request at all under ``HF_HUB_OFFLINE=1``. Returns a short reason ("no network connection
+    (HF_HUB_OFFLINE=1 is set)", "no network connection (the Hugging Face Hub at
+    https://huggingface.co cannot be reached: ...)") when there is no network or the Hub is down,
+    so that the caller reads the local cache only instead of waiting through huggingface_hub's
+    retries with back-off (half a minute per file).
+    """
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.utils import get_session
+
+    try:
+        import httpx2 as httpx  # the HTTP client of huggingface_hub >= 2
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        import httpx
+
+    if _hub_offline_mode():
+        return "no network connection (HF_HUB_OFFLINE=1 is set)"
+    endpoint = endpoint or constants.ENDPOINT
+    try:
+        response = get_session().head(hf_hub_url(model_id, "config.json", endpoint=endpoint),
+                                      timeout=httpx.Timeout(HUB_READ_TIMEOUT, connect=connect_timeout))
+    except httpx.TransportError as exc:  # DNS, refused, timeout, proxy: no usable network
+        return (f"no network connection (the Hugging Face Hub at {endpoint} cannot be reached: "
+                f"{_short(exc) or type(exc).__name__})")
+    except Exception as exc:  # anything else: let the ordinary loading path find out and report it
+        log.debug("Hub check for %s: %r", model_id, exc)
+        return None
+    if response.status_code >= 500:
+        return f"the Hugging Face Hub at {endpoint} answered HTTP {response.status_code} (down or overloaded)"
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _processor_stats(model_path: str, token, local_files_only: bool = False) -> tuple[tuple, tuple, int | None]:
     """Mean, std and square size from the model's image-processor config."""
     from transformers import AutoImageProcessor
 
-    proc = AutoImageProcessor.from_pretrained(model_path, token=token)
+    proc = AutoImageProcessor.from_pretrained(model_path, token=token, local_files_only=local_files_only)
     mean = tuple(float(v) for v in (getattr(proc, "image_mean", None) or IMAGENET_MEAN))
     std = tuple(float(v) for v in (getattr(proc, "image_std", None) or IMAGENET_STD))
     size = getattr(proc, "size", None)
@@ -246,10 +323,13 @@ def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str =
         # the weights of the very commit whose config was read (and that keys the store)
         pinned = {"revision": info.revision} if not info.local and info.revision != "unknown" else {}
         net = AutoModel.from_pretrained(info.model_id, token=_token(), dtype=dt,
-                                        attn_implementation=attn_implementation, **pinned)
+                                        attn_implementation=attn_implementation,
+                                        local_files_only=info.cache_only, **pinned)
     except UserError:
         raise
     except Exception as exc:  # Hub, network and file errors come in many types
+        if info.cache_only and not weights_cached(info):
+            raise _offline_error(info.model_id, info.cache_reason, "its weights are not in the cache") from exc
         raise _explain_load_error(model, info.model_id, exc) from exc
     net.eval().to(dev)
     revision = "local" if info.local else info.revision
@@ -257,7 +337,7 @@ def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str =
     return Backbone(model=net, model_id=info.model_id, revision=revision, device=dev, dtype=dt,
                     patch_size=info.patch_size, num_register_tokens=info.num_register_tokens,
                     hidden_size=info.hidden_size, default_size=info.default_size, mean=info.mean, std=info.std,
-                    config=net.config)
+                    config=net.config, random_weights=info.random_weights)
 
 
 @dataclass(frozen=True)
@@ -274,6 +354,15 @@ class ModelInfo:
     std: tuple[float, float, float]
     #: the Hub commit the files come from, "local" for a folder, "unknown" when not recorded
     revision: str = "unknown"
+    #: the checkpoint is marked as random weights (config.json: "palaeo_ssl_random_weights": true)
+    random_weights: bool = False
+    #: why the Hub is not asked (no network, HF_HUB_OFFLINE=1): files come from the local cache only
+    cache_reason: str | None = field(default=None, compare=False)
+
+    @property
+    def cache_only(self) -> bool:
+        """Load from the local cache without any request to the Hub."""
+        return self.cache_reason is not None
 
     def feature_dim(self, pooling: str) -> int:
         """Length of a pooled feature: ``cls+mean`` concatenates two hidden-size vectors."""
@@ -293,15 +382,26 @@ def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
     if not local and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):
         raise ModelLoadError(
             f"model folder {model_id!r} does not exist; pass an existing folder, a Hub id such as "
-            f"{ALIASES[DEFAULT_MODEL]} or an alias ({', '.join(ALIASES)})"
+            f"{ALIASES[DEFAULT_MODEL]} or an alias ({', '.join(ALIASES)})",
+            kind="not_found", reason=f"model folder {model_id} does not exist",
         )
+    if not local:
+        from huggingface_hub.utils import validate_repo_id
+
+        try:  # a malformed id needs no request to be refused
+            validate_repo_id(model_id)
+        except Exception as exc:
+            raise _explain_load_error(model, model_id, exc) from exc
     token = _token()
+    unreachable = None if local else hub_unreachable(model_id)
     try:
-        config = AutoConfig.from_pretrained(path, token=token)
-        mean, std, side = _processor_stats(path, token)
+        config = AutoConfig.from_pretrained(path, token=token, local_files_only=unreachable is not None)
+        mean, std, side = _processor_stats(path, token, local_files_only=unreachable is not None)
     except UserError:
         raise
     except Exception as exc:
+        if unreachable is not None:
+            raise _offline_error(model_id, unreachable) from exc
         raise _explain_load_error(model, model_id, exc) from exc
     return ModelInfo(
         model_id=path if local else model_id,
@@ -313,7 +413,39 @@ def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
         mean=mean,
         std=std,
         revision="local" if local else _hub_revision(model_id, token),
+        random_weights=bool(getattr(config, RANDOM_WEIGHTS_KEY, False)),
+        cache_reason=unreachable,
     )
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def weights_cached(info: ModelInfo) -> bool:
+    """Whether the model's weights are on this machine (a local folder, or the Hub cache at its revision)."""
+    if info.local:
+        return any((Path(info.model_id) / f).is_file() for f in WEIGHT_FILES)
+    from huggingface_hub import try_to_load_from_cache
+
+    rev = None if info.revision == "unknown" else info.revision
+    return any(isinstance(try_to_load_from_cache(info.model_id, f, revision=rev), str) for f in WEIGHT_FILES)
+
+
+def check_model_access(model: str = DEFAULT_MODEL) -> ModelInfo:
+    """Describe ``model`` and make sure its weights can be had (local folder, cache, or the Hub), quickly.
+
+    Reads only the small config files (one quick Hub request at most; well under five seconds
+    without a network). Raises :class:`ModelLoadError`, whose ``kind`` says why, when the weights
+    cannot be loaded: the Hub cannot be reached and the weights are not cached, the model is gated
+    and this account has no access, there is no token, or no such model or folder.
+    """
+    info = describe_model(model)
+    if (info.local or info.cache_only) and not weights_cached(info):
+        if info.local:
+            raise ModelLoadError(f"model folder {info.model_id} holds no weights (none of {', '.join(WEIGHT_FILES)})",
+                                 kind="not_found", reason=f"model folder {info.model_id} holds no weights")
+        raise _offline_error(info.model_id, info.cache_reason, "its weights are not in the cache")
+    return info
 
 
 def _hub_revision(model_id: str, token) -> str:

@@ -19,7 +19,7 @@ from . import __version__
 from .errors import UserError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
+COMMANDS = ("demo", "extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
     )
+    # huggingface_hub and transformers print their records with their own stderr handlers; passed on to
+    # the handler above as well, every line of theirs would appear twice
+    for name in ("huggingface_hub", "transformers"):
+        logging.getLogger(name).propagate = False
+    # the HTTP clients log every request at INFO ("HTTP Request: HEAD ..."): noise at our INFO level
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -15,4 +15,16 @@ class UserError(Exception):
 
 
 class ModelLoadError(UserError):
-    """A model id or folder could not be resolved, downloaded or loaded."""
+    """A model id or folder could not be resolved, downloaded or loaded.
+
+    ``kind`` says why, for callers that act on it (``palaeo-ssl demo`` falls back to random
+    weights): ``"offline"`` (no network or ``HF_HUB_OFFLINE=1``, and no cached copy),
+    ``"gated"`` (licence not accepted), ``"token"`` (no or an invalid token), ``"not_found"``
+    (no such folder or model) or ``"other"``. ``reason`` is the why in a few words
+    (the message itself by default).
+    """
+
+    def __init__(self, message: str, kind: str = "other", reason: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason or message

@@ -346,6 +346,8 @@ def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: flo
     meta = {
         "model_id": info.model_id,
         "model_revision": info.revision,  # what the store is keyed by, and the commit the weights come from
+        # features of a random-weight checkpoint say nothing about fossils: every output built on them says so
+        "random_weights": bool(info.random_weights),
         "preprocess": prep.as_dict(),
         "image_size": prep.size,
         "pooling": pooling,

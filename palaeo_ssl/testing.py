@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .backbone import RANDOM_WEIGHTS_KEY
 from .synthetic import make_example_dataset  # noqa: F401  (re-exported: the example dataset's generator)
 
 TINY_CONFIG: dict[str, Any] = dict(
@@ -31,7 +32,8 @@ def make_tiny_dinov3(folder: str | os.PathLike, seed: int = 0, **config_override
     The folder loads through the same code users use
     (``palaeo_ssl.backbone.load_backbone(str(folder))``, ``AutoModel.from_pretrained``).
     ``config_overrides`` are passed to ``DINOv3ViTConfig`` (e.g. ``hidden_size=64``).
-    Returns the folder.
+    Its ``config.json`` holds ``"palaeo_ssl_random_weights": true``, so every run on it is
+    marked "random weights: a pipeline check, not a result". Returns the folder.
     """
     import torch
     from transformers import DINOv3ViTConfig, DINOv3ViTImageProcessor, DINOv3ViTModel
@@ -40,6 +42,7 @@ def make_tiny_dinov3(folder: str | os.PathLike, seed: int = 0, **config_override
     folder.mkdir(parents=True, exist_ok=True)
     cfg = dict(TINY_CONFIG)
     cfg.update(config_overrides)
+    cfg[RANDOM_WEIGHTS_KEY] = True
     config = DINOv3ViTConfig(**cfg)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -56,7 +59,8 @@ def make_tiny_dinov3(folder: str | os.PathLike, seed: int = 0, **config_override
 def make_full_size_config(name: str = "vits16"):
     """A ``DINOv3ViTConfig`` with the real architecture of a DINOv3 model (random weights).
 
-    Used by benchmarks: it has the real compute cost without downloading weights.
+    Used by benchmarks: it has the real compute cost without downloading weights. Marked as
+    random weights like :func:`make_tiny_dinov3`.
     """
     from transformers import DINOv3ViTConfig
 
@@ -73,6 +77,7 @@ def make_full_size_config(name: str = "vits16"):
         num_register_tokens=4,
         layerscale_value=1e-5,
         image_size=224,
+        **{RANDOM_WEIGHTS_KEY: True},
     )
 
 
