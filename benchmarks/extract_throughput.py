@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from palaeo_ssl import extract_embeddings  # noqa: E402
-from palaeo_ssl.backbone import load_backbone, set_cpu_threads  # noqa: E402
+from palaeo_ssl.backbone import load_backbone  # noqa: E402
+from palaeo_ssl.compute import compute_context  # noqa: E402
 from palaeo_ssl.testing import make_full_size_config  # noqa: E402
 
 
@@ -67,19 +68,19 @@ def write_model(arch: str, folder: Path) -> Path:
 
 def model_only(model_dir: Path, n: int, batch: int, dtype: str, device: str) -> float:
     bb = load_backbone(str(model_dir), device=device, dtype=dtype)
-    if bb.device.type == "cpu":
-        set_cpu_threads()
-    x = torch.randn(batch, 3, 224, 224)
-    bb.embed(x[:2])  # warm-up
-    if bb.device.type == "cuda":
-        torch.cuda.synchronize()
-    done, t = 0, time.perf_counter()
-    while done < n:
-        bb.embed(x)
-        done += batch
-    if bb.device.type == "cuda":
-        torch.cuda.synchronize()
-    return done / (time.perf_counter() - t)
+    # every usable core on CPU, as extract_embeddings runs its loop
+    with compute_context(torch_threads=-1 if bb.device.type == "cpu" else None):
+        x = torch.randn(batch, 3, 224, 224)
+        bb.embed(x[:2])  # warm-up
+        if bb.device.type == "cuda":
+            torch.cuda.synchronize()
+        done, t = 0, time.perf_counter()
+        while done < n:
+            bb.embed(x)
+            done += batch
+        if bb.device.type == "cuda":
+            torch.cuda.synchronize()
+        return done / (time.perf_counter() - t)
 
 
 def reference_recipe(model_dir: Path, data: Path, device: str) -> tuple[float, int]:

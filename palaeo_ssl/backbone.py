@@ -38,8 +38,6 @@ DTYPES = ("auto", "float32", "bfloat16")
 
 #: config.json key that marks a checkpoint with random weights (see palaeo_ssl.testing.make_tiny_dinov3)
 RANDOM_WEIGHTS_KEY = "palaeo_ssl_random_weights"
-#: the words every output of a run on random weights carries (manifest, README, figures, explorer)
-RANDOM_WEIGHTS_NOTICE = "random weights: a pipeline check, not a result"
 #: seconds the one reachability request to the Hub may take to connect, and then to answer
 HUB_CONNECT_TIMEOUT = 1.5
 HUB_READ_TIMEOUT = 3.0

@@ -18,7 +18,7 @@ ALIASES = {
     "dinov3-vith16plus": "facebook/dinov3-vith16plus-pretrain-lvd1689m",
     "dinov3-vit7b16": "facebook/dinov3-vit7b16-pretrain-lvd1689m",
 }
-#: written on every output of a run whose model has random weights
+#: the words every output of a run on random weights carries (manifest, README, figures, explorer)
 RANDOM_WEIGHTS_NOTICE = "random weights: a pipeline check, not a result"
 
 __all__ = ["DEFAULT_MODEL", "ALIASES", "RANDOM_WEIGHTS_NOTICE"]

@@ -14,12 +14,10 @@ redoes only what is no longer valid.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,12 +25,14 @@ import numpy as np
 import pandas as pd
 
 from . import report
-from .embeddings import Embeddings, _jsonable, atomic_write_text
-from .errors import UserError
+from .models import DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE
+from .cache import atomic_write_json, atomic_write_text, key_hash, read_json
+from .embeddings import Embeddings
+from .params import POSITIVE_INT, SEED, Interval, ParameterError, validate_params
+from .protocol import ALL, PAPER, expand
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_CHOICES = ("paper", "standard", "both")
 STAGE_DIR = ".stages"
 
 
@@ -110,19 +110,6 @@ def describe_file(rel: str) -> str:
 
 
 # ---------------------------------------------------------------------- stage bookkeeping
-def embeddings_identity(emb: Embeddings) -> str:
-    """Hash of what determines the features: the store's index (paths, sizes, mtimes, labels) and settings."""
-    h = hashlib.sha256()
-    store = emb.meta.get("store_path")
-    if store and (Path(store) / "index.csv").is_file():
-        h.update((Path(store) / "index.csv").read_bytes())
-        h.update(json.dumps(_jsonable(emb.meta.get("settings", {})), sort_keys=True).encode())
-    else:
-        h.update(np.ascontiguousarray(emb.features).tobytes())
-        h.update(emb.labels.tobytes())
-    return h.hexdigest()[:16]
-
-
 @dataclass
 class StageRecord:
     name: str
@@ -133,7 +120,11 @@ class StageRecord:
 
 
 class Stages:
-    """Runs stages once per key and remembers what they wrote under ``out/.stages``."""
+    """Runs stages once per key and remembers what they wrote under ``out/.stages``.
+
+    A stage's key is a JSON-able mapping (the identity of the embeddings and the
+    ``asdict()`` of the stage's config dataclass), hashed by :func:`palaeo_ssl.cache.key_hash`.
+    """
 
     def __init__(self, out: Path, force: bool = False):
         self.out = out
@@ -143,52 +134,62 @@ class Stages:
         self.records: dict[str, StageRecord] = {}
 
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], tuple[list[Path], dict[str, Any]]]) -> StageRecord:
-        key_hash = hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()[:16]
+        key_hex = key_hash(key)
         marker = self.dir / f"{name}.json"
-        if not self.force and marker.is_file():
-            try:
-                saved = json.loads(marker.read_text())
-                if saved.get("key") == key_hash and all((self.out / f).exists() for f in saved.get("files", [])):
-                    rec = StageRecord(name, 0.0, True, saved["files"], saved.get("info", {}))
-                    rec.info["computed_seconds"] = saved.get("seconds")
-                    self.records[name] = rec
-                    log.info("%s: reused (nothing changed)", name)
-                    return rec
-            except (json.JSONDecodeError, KeyError):
-                pass
+        saved = None if self.force else read_json(marker)
+        if (isinstance(saved, dict) and saved.get("key") == key_hex and isinstance(saved.get("files"), list)
+                and all((self.out / f).exists() for f in saved["files"])):
+            rec = StageRecord(name, 0.0, True, saved["files"], saved.get("info", {}))
+            rec.info["computed_seconds"] = saved.get("seconds")
+            self.records[name] = rec
+            log.info("%s: reused (nothing changed)", name)
+            return rec
         t = time.perf_counter()
         files, info = fn()
         seconds = time.perf_counter() - t
         rel = sorted({Path(f).resolve().relative_to(self.out.resolve()).as_posix() for f in files})
-        atomic_write_text(marker, json.dumps(_jsonable({"key": key_hash, "files": rel, "seconds": seconds,
-                                                        "info": info}), indent=2))
+        atomic_write_json(marker, {"key": key_hex, "files": rel, "seconds": seconds, "info": info})
         rec = StageRecord(name, seconds, False, rel, info)
         self.records[name] = rec
         return rec
 
 
 # ---------------------------------------------------------------------- the run
-def _protocols(protocol: str) -> list[str]:
-    if protocol not in PROTOCOL_CHOICES:
-        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_CHOICES)}")
-    return ["paper", "standard"] if protocol == "both" else [protocol]
+@dataclass
+class RunResult:
+    """What :meth:`Pipeline.run` produced: the folder, the manifest, the embeddings, the stage records,
+    the comparison with the paper (or None) and each protocol's probe and morphospace results (None
+    where a stage was reused from an earlier run)."""
+
+    out: Path
+    manifest: dict[str, Any]
+    embeddings: Embeddings
+    stages: dict[str, StageRecord]
+    comparison: pd.DataFrame | None
+    probes: dict[str, Any]
+    morphospace: dict[str, Any]
 
 
 class Pipeline:
     """The stages of a run, callable one by one (notebook 01) or all at once (:func:`run_pipeline`).
 
-    ``protocol`` is ``paper`` (Rodgers 2025 exactly), ``standard`` or ``both``
-    (sub-folders ``paper/`` and ``standard/`` under ``probes/`` and ``morphospace/``).
-    ``reference`` names a dataset of the paper (``fossil_tracks``, ``pollen``,
-    ``radiolaria``, ``endless_forams``, ``diverse_fossils``); the report then sets
-    this run's key figures beside the published ones (needs the paper protocol).
-    Extraction options (``pooling``, ``preprocess``, ``image_size``, ``batch_size``,
-    ``workers``, ``device``, ``dtype``, ``background``, ``strict``) are those of
-    :func:`palaeo_ssl.extract.extract_embeddings`.
+    ``protocol`` is a registered protocol (``paper``: Rodgers 2025 exactly; ``standard``)
+    or ``both`` (each registered protocol, in sub-folders ``paper/`` and ``standard/``
+    under ``probes/`` and ``morphospace/``). ``reference`` names a dataset of the paper
+    (``fossil_tracks``, ``pollen``, ``radiolaria``, ``endless_forams``, ``diverse_fossils``);
+    the report then sets this run's key figures beside the published ones (needs the paper
+    protocol). Extraction options (``pooling``, ``preprocess``, ``image_size``,
+    ``batch_size``, ``workers``, ``device``, ``dtype``, ``background``, ``strict``) are
+    those of :func:`palaeo_ssl.extract.extract_embeddings`.
+
+    Results pass from stage to stage in memory: the explorer is drawn from the
+    morphospace result, the comparison from the probe and morphospace tables.
     """
 
-    def __init__(self, data: str | Path, model: str = "dinov3-vits16", out: str | Path = "results/run", *,
-                 protocol: str = "both", reference: str | None = None, seed: int = 0, episodes: int = 50,
+    @validate_params({"seed": SEED, "episodes": POSITIVE_INT, "repeats": [POSITIVE_INT, None],
+                      "literature_best": [Interval(float, 0, 1, closed="right"), None]})
+    def __init__(self, data: str | Path, model: str = DEFAULT_MODEL, out: str | Path = "results/run", *,
+                 protocol: str = ALL, reference: str | None = None, seed: int = 0, episodes: int = 50,
                  repeats: int | None = None, literature_best: float | None = None, force: bool = False,
                  progress: bool = True, **extract_options: Any):
         from .reference import DATASETS
@@ -196,11 +197,12 @@ class Pipeline:
         self.t_start = time.perf_counter()
         self.data = data
         self.model = model
-        self.protocols = _protocols(protocol)
+        self.protocols = [p.name for p in expand(protocol)]
         if reference is not None and reference not in DATASETS:
-            raise UserError(f"unknown --reference {reference!r}; choose one of {', '.join(DATASETS)}")
-        if reference is not None and "paper" not in self.protocols:
-            raise UserError("--reference compares with the paper's tables, so it needs --protocol paper or both")
+            raise ParameterError("reference", f"unknown {{name}} {reference!r}; choose one of {', '.join(DATASETS)}")
+        if reference is not None and PAPER.name not in self.protocols:
+            raise ParameterError("reference", "{name} compares with the paper's tables, so it needs the paper "
+                                              "protocol (or both)")
         self.reference = reference
         self.literature_best = literature_best if literature_best is not None else (
             DATASETS[reference][3] if reference else None)
@@ -215,6 +217,8 @@ class Pipeline:
         self.emb: Embeddings | None = None
         self.summary = None
         self.ident = ""
+        self.probe_results: dict[str, Any] = {}
+        self.morph_results: dict[str, Any] = {}
         self.probe_tables: dict[str, dict[str, pd.DataFrame | None]] = {}
         self.morph_tables: dict[str, dict[str, pd.DataFrame | None]] = {}
         self.comparison: pd.DataFrame | None = None
@@ -222,6 +226,17 @@ class Pipeline:
     def folder(self, kind: str, protocol: str) -> Path:
         """``out/probes`` or ``out/morphospace``, with a protocol sub-folder when both protocols run."""
         return self.out / kind / protocol if len(self.protocols) > 1 else self.out / kind
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the embeddings come from a model with random weights (a pipeline check, not a result)."""
+        return bool(self.emb is not None and self.emb.meta.get("random_weights"))
+
+    def _notice(self):
+        """Figures drawn while a random-weight run is marked carry the notice."""
+        from .plots import figure_notice
+
+        return figure_notice(RANDOM_WEIGHTS_NOTICE if self.random_weights else None)
 
     # 1. extraction: the store is its own cache (only new or changed images are computed)
     def extract(self) -> Embeddings:
@@ -237,10 +252,10 @@ class Pipeline:
                           {"computed": summary.computed, "reused_images": summary.reused, "skipped": summary.skipped,
                            "images_per_second": round(summary.images_per_second, 2)})
         self.stages.records["extract"] = rec
-        atomic_write_text(self.stages.dir / "extract.json", json.dumps(_jsonable(rec.__dict__), indent=2))
+        atomic_write_json(self.stages.dir / "extract.json", rec.__dict__)
         if self.progress:
             print(summary.text(), file=sys.stderr)
-        self.emb, self.summary, self.ident = emb, summary, embeddings_identity(emb)
+        self.emb, self.summary, self.ident = emb, summary, emb.identity()
         return emb
 
     def _need_emb(self) -> Embeddings:
@@ -248,7 +263,7 @@ class Pipeline:
 
     # 2. probes: cross-validation, learning curve, few-shot
     def probes(self) -> dict[str, dict[str, pd.DataFrame | None]]:
-        from .probes import run_probe_report
+        from .probes import ProbeConfig, compute_probe_report, write_probe_report
 
         emb = self._need_emb()
         labelled = emb.labels[emb.labels >= 0]
@@ -257,40 +272,50 @@ class Pipeline:
             return {}
         for proto in self.protocols:
             pdir = self.folder("probes", proto)
-            key = {"emb": self.ident, "protocol": proto, "seed": self.seed, "episodes": self.episodes,
-                   "repeats": self.repeats, "literature_best": self.literature_best}
+            config = ProbeConfig(protocol=proto, seed=self.seed, episodes=self.episodes, n_repeats=self.repeats,
+                                 literature_best=self.literature_best)
 
-            def _probe(proto=proto, pdir=pdir):
-                res = run_probe_report(emb, pdir, protocol=proto, seed=self.seed,
-                                       literature_best=self.literature_best, episodes=self.episodes,
-                                       n_repeats=self.repeats, progress=self.progress)
-                return res["files"], {"timings_s": res["timings"]}
+            def _probe(config=config, pdir=pdir, proto=proto):
+                res = compute_probe_report(emb, config, progress=self.progress)
+                with self._notice():
+                    files = write_probe_report(res, pdir)
+                self.probe_results[proto] = res
+                return files, {"timings_s": res.timings}
 
-            self.stages.run(f"probes_{proto}", key, _probe)
-            self.probe_tables[proto] = {
-                "classification": _read_csv(pdir / "classification_cv_results.csv"),
-                "few_shot": _read_csv(pdir / "few_shot_cv_results.csv"),
-            }
+            self.probe_results[proto] = None
+            self.stages.run(f"probes_{proto}", {"emb": self.ident, **asdict(config)}, _probe)
+            res = self.probe_results[proto]
+            self.probe_tables[proto] = (
+                {"classification": res.cv.table, "few_shot": res.few_shot.table if res.few_shot else None}
+                if res is not None else  # reused: the tables a previous run wrote
+                {"classification": _read_csv(pdir / "classification_cv_results.csv"),
+                 "few_shot": _read_csv(pdir / "few_shot_cv_results.csv")})
         return self.probe_tables
 
     # 3. morphospace: projections, clustering, disparity, outliers, suspect labels
     def morphospace(self) -> dict[str, dict[str, pd.DataFrame | None]]:
-        from .morphospace import run_morphospace_report
+        from .morphospace import MorphospaceConfig, compute_morphospace, write_morphospace
 
         emb = self._need_emb()
         for proto in self.protocols:
             mdir = self.folder("morphospace", proto)
-            key = {"emb": self.ident, "protocol": proto, "seed": self.seed}
+            config = MorphospaceConfig(protocol=proto, seed=self.seed)
 
-            def _morph(proto=proto, mdir=mdir):
-                res = run_morphospace_report(emb, mdir, protocol=proto, seed=self.seed, progress=self.progress)
-                return res["files"], {"timings_s": res.get("timings", {})}
+            def _morph(config=config, mdir=mdir, proto=proto):
+                res = compute_morphospace(emb, config, cache=mdir, progress=self.progress)
+                with self._notice():
+                    files = write_morphospace(res, mdir)
+                self.morph_results[proto] = res
+                return files, {"timings_s": res.timings}
 
-            self.stages.run(f"morphospace_{proto}", key, _morph)
-            self.morph_tables[proto] = {
-                "clustering": _read_csv(mdir / "clustering_metrics.csv"),
-                "morphology": _read_csv(mdir / "morphology_report.csv"),
-            }
+            self.morph_results[proto] = None
+            self.stages.run(f"morphospace_{proto}", {"emb": self.ident, **asdict(config)}, _morph)
+            res = self.morph_results[proto]
+            self.morph_tables[proto] = (
+                {"clustering": res.tables["clustering"], "morphology": res.tables["morphology"]}
+                if res is not None else  # reused: the tables a previous run wrote
+                {"clustering": _read_csv(mdir / "clustering_metrics.csv"),
+                 "morphology": _read_csv(mdir / "morphology_report.csv")})
         return self.morph_tables
 
     # 4. the interactive explorer
@@ -299,8 +324,22 @@ class Pipeline:
         proto = self.protocols[-1]
         mdir = self.folder("morphospace", proto)
         path = self.out / "explorer.html"
-        self.stages.run("explorer", {"emb": self.ident, "seed": self.seed, "from": proto},
-                        lambda: ([write_run_explorer(emb, mdir, path, seed=self.seed)], {}))
+        key = {"emb": self.ident, "seed": self.seed, "from": proto, "random_weights": self.random_weights}
+
+        def _explorer():
+            result = self.morph_results.get(proto)
+            if result is None:  # the morphospace stage was reused from an earlier run: read what it wrote
+                from .morphospace import explorer_inputs_from_folder
+
+                inputs = explorer_inputs_from_folder(emb, mdir, seed=self.seed)
+            else:
+                from .morphospace import explorer_inputs
+
+                inputs = explorer_inputs(result)
+            return [write_run_explorer(emb, inputs, path, notice=RANDOM_WEIGHTS_NOTICE if self.random_weights
+                                       else None)], {}
+
+        self.stages.run("explorer", key, _explorer)
         return path
 
     # 5. comparison with the published figures
@@ -309,7 +348,7 @@ class Pipeline:
 
         if self.reference is None:
             return None
-        tables = {**self.probe_tables.get("paper", {}), **self.morph_tables.get("paper", {})}
+        tables = {**self.probe_tables.get(PAPER.name, {}), **self.morph_tables.get(PAPER.name, {})}
         self.comparison = compare(self.reference, tables)
         report.write_table(self.comparison, self.out / "reference_comparison", columns=list(self.comparison.columns),
                            digits=3, caption=f"This run against Rodgers (2025), {DATASETS[self.reference][0]}")
@@ -325,8 +364,8 @@ class Pipeline:
         write_results_readme(self.out, manifest, self.comparison)
         return manifest
 
-    def run(self, explorer: bool = True) -> dict[str, Any]:
-        """Every stage in order; returns ``{"out", "manifest", "embeddings", "stages", "comparison"}``."""
+    def run(self, explorer: bool = True) -> RunResult:
+        """Every stage in order; returns the :class:`RunResult`."""
         self.extract()
         self.probes()
         self.morphospace()
@@ -334,12 +373,13 @@ class Pipeline:
             self.explorer()
         self.compare_with_reference()
         manifest = self.finish()
-        return {"out": self.out, "manifest": manifest, "embeddings": self.emb, "stages": self.stages.records,
-                "comparison": self.comparison}
+        return RunResult(out=self.out, manifest=manifest, embeddings=self.emb, stages=self.stages.records,
+                         comparison=self.comparison, probes=dict(self.probe_results),
+                         morphospace=dict(self.morph_results))
 
 
-def run_pipeline(data: str | Path, model: str = "dinov3-vits16", out: str | Path = "results/run", *,
-                 explorer: bool = True, **options: Any) -> dict[str, Any]:
+def run_pipeline(data: str | Path, model: str = DEFAULT_MODEL, out: str | Path = "results/run", *,
+                 explorer: bool = True, **options: Any) -> RunResult:
     """Extraction, probes, few-shot, morphospace, explorer and report for ``data`` into ``out``.
 
     See :class:`Pipeline` for the options.
@@ -351,15 +391,14 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def write_run_explorer(emb: Embeddings, morph_dir: Path, path: Path, seed: int = 0) -> Path:
-    """The explorer of a run, from the morphospace stage's cached projection and scores."""
+def write_run_explorer(emb: Embeddings, inputs: dict[str, Any], path: Path, notice: str | None = None) -> Path:
+    """The explorer of a run, from the morphospace stage's projection and scores (see ``explorer_inputs``)."""
     from .explorer import write_explorer
-    from .morphospace import explorer_inputs
 
-    inputs = explorer_inputs(emb, morph_dir, seed=seed)
+    inputs = dict(inputs)
     files = [emb.image_path(i) for i in range(len(emb))] if emb.data_root is not None else None
     return write_explorer(path, inputs.pop("coords"), paths=emb.paths, class_names=emb.class_names,
-                          labels=emb.labels, image_files=files,
+                          labels=emb.labels, image_files=files, notice=notice,
                           title=f"{emb.meta.get('dataset', 'dataset')}: morphospace explorer", **inputs)
 
 
@@ -390,8 +429,11 @@ def build_manifest(emb: Embeddings, out: Path, stages: Stages, summary, *, proto
         "stages": {name: {"seconds": round(r.seconds, 3), "reused": r.reused, "files": r.files, **r.info}
                    for name, r in stages.records.items()},
         "total_seconds": round(total_seconds, 3),
-        "note": "Features from random-weight test models say nothing about fossils; only real pretrained "
-                "weights give meaningful numbers.",
+        "random_weights": bool(emb.meta.get("random_weights")),
+        "note": (RANDOM_WEIGHTS_NOTICE + ": this run's model has random weights, so its numbers say nothing "
+                 "about the images" if emb.meta.get("random_weights") else
+                 "Features from random-weight test models say nothing about fossils; only real pretrained "
+                 "weights give meaningful numbers."),
     }
 
 
@@ -400,6 +442,9 @@ def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.Dat
     lines = [
         f"# Results: {Path(str(manifest.get('data') or out)).name}",
         "",
+        *([f"**{RANDOM_WEIGHTS_NOTICE}.** The model of this run has random weights: the files show that the "
+           "pipeline works, and their numbers say nothing about the images.", ""]
+          if manifest.get("random_weights") else []),
         f"Made by palaeo-ssl {manifest.get('palaeo_ssl_version')} on {manifest.get('created')} with "
         f"`{manifest['model']['id']}` ({manifest['model']['pooling']} pooling, {manifest['dtype']} on "
         f"{manifest['device']}), protocol(s): {', '.join(manifest['protocols'])}, seed {manifest['seeds']['all_stages']}.",

@@ -171,7 +171,7 @@ def test_bad_reference_and_protocol(tmp_path, tiny_model, capsys):
     assert exc.value.code == 2
     assert main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(tmp_path), "--protocol",
                  "standard", "--reference", "pollen"]) == 2
-    assert "needs --protocol paper or both" in capsys.readouterr().err
+    assert "--reference compares with the paper's tables, so it needs the paper protocol" in capsys.readouterr().err
     assert main(["run", str(EXAMPLE), "--out", str(tmp_path), "--repeats", "0"]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
 

@@ -57,19 +57,19 @@ def run(args: argparse.Namespace) -> int:
                        episodes=args.episodes, repeats=args.repeats, literature_best=args.literature_best,
                        explorer=not args.no_explorer, force=args.force, progress=not args.no_progress,
                        strict=args.strict, **extract_kwargs(args))
-    m = res["manifest"]
-    print(f"\nresults in {res['out']}")
+    m = res.manifest
+    print(f"\nresults in {res.out}")
     print(f"  {m['counts']['images']} images, {m['counts']['labelled']} labelled, {m['counts']['classes']} classes, "
           f"{m['counts']['skipped']} skipped")
     for name, s in m["stages"].items():
         took = "reused" if s["reused"] else f"{s['seconds']:.1f} s"
         print(f"  {name:<22} {took}")
-    if res["comparison"] is not None:
-        cmp = res["comparison"]
+    if res.comparison is not None:
+        cmp = res.comparison
         sub = cmp[(cmp.section == "classification") & (cmp.metric == "top-1 accuracy")].dropna()
         for _, r in sub.iterrows():
             print(f"  {r['setting']:<12} {r['method']:<22} published {r['published']:.3f}  this run "
                   f"{r['this_run']:.3f}  ({r['difference']:+.3f})")
-    print(f"  open {res['out'] / 'README.md'} for what every file shows"
-          + (f", and {res['out'] / 'explorer.html'} in a browser" if not args.no_explorer else ""))
+    print(f"  open {res.out / 'README.md'} for what every file shows"
+          + (f", and {res.out / 'explorer.html'} in a browser" if not args.no_explorer else ""))
     return 0
