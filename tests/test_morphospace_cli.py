@@ -211,10 +211,6 @@ def test_group_column_and_errors(store, tmp_path, capsys):
     assert main(["morphospace", str(store), "--out", str(out), "--group-values", "a", "b"]) == 2  # not ignored
     assert "--group-values needs --groups" in capsys.readouterr().err
     assert main(["morphospace", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    capsys.readouterr()
-    # a bad -k is refused before the image is looked at (or embedded)
-    assert main(["similar", str(store), str(tmp_path / "nothing.png"), "-k", "0"]) == 2
-    assert "-k must be at least 1" in capsys.readouterr().err
 
 
 def test_large_scatter_pdf_stays_small(tmp_path):

@@ -139,12 +139,9 @@ def test_probe_cli_bad_input_exits_2(store, tmp_path, capsys):
                             meta=emb.meta).save(tmp_path / "unlabelled")
     assert main(["probe", str(unlabelled), "--out", str(tmp_path / "o"), "--jobs", "1"]) == 2
     assert "no labels" in capsys.readouterr().err
-    assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--literature-best", "87.4"]) == 2
-    assert "fraction" in capsys.readouterr().err
     assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--probes", "svm"]) == 2
     assert "unknown probe" in capsys.readouterr().err
-    for option, value, message in (("--folds", "1", "at least 2 folds"), ("--query", "0", "--query"),
-                                   ("--jobs", "0", "--jobs")):
+    for option, value, message in (("--folds", "1", "at least 2 folds"), ("--jobs", "0", "--jobs")):
         assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--protocol", "paper", "--repeats", "1",
                      "--no-progress", option, value]) == 2
         assert message in capsys.readouterr().err
