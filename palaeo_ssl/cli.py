@@ -5,7 +5,9 @@ Each subcommand lives in ``palaeo_ssl.commands.<name>`` and provides
 calls live in the library; the CLI only parses, calls and summarises.
 
 Exit codes: 0 success, 2 bad usage or bad input (with a message that says what
-to do), 1 an unexpected error, 130 interrupted.
+to do), 1 an unexpected error, 130 interrupted. A value the library refuses
+(:class:`~palaeo_ssl.params.ParameterError`) is reported under its flag, through
+the one map :data:`palaeo_ssl.commands.FLAGS`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
+from .params import ParameterError
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ("demo", "extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
@@ -63,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = args.func(args)
+    except ParameterError as exc:  # the library names its parameter; the user typed a flag
+        from .commands import flag_for
+
+        print(f"palaeo-ssl {args.command}: error: {exc.message_for(flag_for(exc.param))}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"palaeo-ssl {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

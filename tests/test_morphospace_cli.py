@@ -215,10 +215,6 @@ def test_group_column_and_errors(store, tmp_path, capsys):
     assert main(["morphospace", str(store), "--out", str(out), "--group-values", "a", "b"]) == 2  # not ignored
     assert "--group-values needs --groups" in capsys.readouterr().err
     assert main(["morphospace", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    capsys.readouterr()
-    # a bad -k is refused before the image is looked at (or embedded)
-    assert main(["similar", str(store), str(tmp_path / "nothing.png"), "-k", "0"]) == 2
-    assert "-k must be at least 1" in capsys.readouterr().err
 
 
 def test_large_scatter_pdf_stays_small(tmp_path):
@@ -231,22 +227,3 @@ def test_large_scatter_pdf_stays_small(tmp_path):
     paths = plot_projection(coords, groups, names, tmp_path / "big", title="60,000 points, 50 classes")
     pdf = tmp_path / "big.pdf"
     assert pdf in paths and 10_000 < pdf.stat().st_size < 3_000_000
-
-
-def test_similar_embeds_a_new_image_with_the_store_settings(tiny_model, tmp_path, capsys):
-    import palaeo_ssl
-    from palaeo_ssl.testing import make_class_folder_dataset
-
-    data = make_class_folder_dataset(tmp_path / "data", n_classes=3, per_class=4)
-    palaeo_ssl.extract_embeddings(data, model=str(tiny_model), out=tmp_path / "emb", progress=False, workers=0)
-    query = data / "class_1" / "img_002.png"
-    out = tmp_path / "sim"
-    assert main(["similar", str(tmp_path / "emb"), str(query), "-k", "4", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    table = pd.read_csv(out / "similar_img_002.csv", keep_default_na=False)
-    assert len(table) == 4 and table.loc[0, "path"] == "class_1/img_002.png"  # the image itself comes first
-    assert table.loc[0, "similarity"] == pytest.approx(1.0, abs=1e-4)
-    assert (np.diff(table["similarity"]) <= 1e-7).all() and table.loc[0, "class_name"] == "class_1"
-    assert "class_1/img_002.png" in text
-    assert (out / "similar_img_002.png").stat().st_size > 1000 and (out / "similar_img_002.pdf").is_file()
-    assert main(["similar", str(tmp_path / "emb"), str(tmp_path / "nothing.png")]) == 2

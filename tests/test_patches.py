@@ -61,8 +61,9 @@ def test_input_size_keeps_aspect_ratio_in_whole_patches(wh, size, expected):
 
 
 def test_input_size_rejects_size_off_the_patch_grid():
-    with pytest.raises(UserError, match="try --size 96"):
+    with pytest.raises(UserError, match="try size 96") as exc:  # the Python name; the CLI says --size
         P.input_size(100, 50, size=100, patch_size=16)
+    assert exc.value.param == "size" and "try --size 96" in exc.value.message_for("--size")
 
 
 def test_tall_specimen_gives_tall_grid_of_final_norm_tokens(backbone, tmp_path):
@@ -298,8 +299,9 @@ def test_bare_pictures_are_capped_but_keep_the_aspect_ratio(backbone):
 
 
 def test_a_grid_too_small_to_analyse_is_a_user_error(backbone):
-    with pytest.raises(UserError, match="use a larger --size"):
+    with pytest.raises(UserError, match="use a larger size") as exc:
         P.view_specimen(backbone, Image.new("RGB", (100, 40)), size=16)
+    assert exc.value.param == "size"
 
 
 def test_unreadable_image_is_a_user_error(tmp_path):

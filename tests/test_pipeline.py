@@ -172,8 +172,6 @@ def test_bad_reference_and_protocol(tmp_path, tiny_model, capsys):
     assert main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(tmp_path), "--protocol",
                  "standard", "--reference", "pollen"]) == 2
     assert "--reference compares with the paper's tables, so it needs the paper protocol" in capsys.readouterr().err
-    assert main(["run", str(EXAMPLE), "--out", str(tmp_path), "--repeats", "0"]) == 2
-    assert "--repeats must be at least 1" in capsys.readouterr().err
 
 
 def test_notebook_01_runs_headless(tiny_model, tmp_path):

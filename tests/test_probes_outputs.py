@@ -139,12 +139,9 @@ def test_probe_cli_bad_input_exits_2(store, tmp_path, capsys):
                             meta=emb.meta).save(tmp_path / "unlabelled")
     assert main(["probe", str(unlabelled), "--out", str(tmp_path / "o"), "--jobs", "1"]) == 2
     assert "no labels" in capsys.readouterr().err
-    assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--literature-best", "87.4"]) == 2
-    assert "fraction" in capsys.readouterr().err
     assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--probes", "svm"]) == 2
     assert "unknown probe" in capsys.readouterr().err
-    for option, value, message in (("--folds", "1", "at least 2 folds"), ("--query", "0", "--query"),
-                                   ("--jobs", "0", "--jobs")):
+    for option, value, message in (("--folds", "1", "at least 2 folds"), ("--jobs", "0", "--jobs")):
         assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--protocol", "paper", "--repeats", "1",
                      "--no-progress", option, value]) == 2
         assert message in capsys.readouterr().err
@@ -164,53 +161,6 @@ def test_confusion_matrix_figure_stays_readable_at_50_classes():
     assert h >= 13
     small = confusion_matrix(np.array([[5, 1], [0, 6]]), ["a", "b"])
     assert [t.get_text() for t in small.axes[0].texts] == ["83", "17", "100"]
-
-
-def test_classify_store_writes_predictions(store, tmp_path, capsys):
-    out = tmp_path / "pred"
-    assert main(["classify", str(store), "--probe-from", str(store), "--out", str(out), "--probe", "centroid"]) == 0
-    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
-    assert list(pred.columns) == ["path", "predicted_class", "probability", "top2_class", "top2_probability",
-                                  "top3_class", "top3_probability", "true_class"]
-    assert len(pred) == 100 and set(pred["predicted_class"]) <= set(NAMES)
-    assert ((pred["probability"] >= pred["top2_probability"]) & (pred["top2_probability"] >= pred["top3_probability"])).all()
-    assert (pred["predicted_class"] == pred["true_class"]).mean() > 0.8
-    assert "100 images classified" in capsys.readouterr().out
-
-
-def test_classify_image_folder_embeds_like_the_labelled_store(tiny_model, tmp_path, capsys):
-    from palaeo_ssl import extract_embeddings
-    from palaeo_ssl.extract import settings_from_meta
-    from palaeo_ssl.testing import make_class_folder_dataset
-
-    labelled_images = make_class_folder_dataset(tmp_path / "labelled", n_classes=3, per_class=4, seed=1)
-    new_images = make_class_folder_dataset(tmp_path / "new", n_classes=3, per_class=2, seed=2)
-    extract_embeddings(labelled_images, model=str(tiny_model), out=tmp_path / "lab", pooling="mean", image_size=32,
-                       progress=False, workers=0)
-    out = tmp_path / "pred"
-    rc = main(["classify", str(new_images), "--probe-from", str(tmp_path / "lab"), "--out", str(out),
-               "--no-progress", "--workers", "0"])
-    assert rc == 0
-    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
-    assert len(pred) == 6 and pred["path"].str.endswith(".png").all()
-    assert np.isfinite(pred["probability"]).all()
-    new_emb = load_embeddings(out / "embeddings")
-    assert settings_from_meta(new_emb.meta) == settings_from_meta(load_embeddings(tmp_path / "lab").meta)
-    # a store made with other settings is refused
-    other = load_embeddings(tmp_path / "lab")
-    other.meta["pooling"] = "cls"
-    other.save(tmp_path / "other")
-    assert main(["classify", str(tmp_path / "other"), "--probe-from", str(tmp_path / "lab"),
-                 "--out", str(tmp_path / "x")]) == 2
-    assert "made differently" in capsys.readouterr().err
-    # a labelled store without labels fails before any new image is embedded
-    lab = load_embeddings(tmp_path / "lab")
-    Embeddings(np.asarray(lab.features), lab.paths, np.full(len(lab), -1), lab.class_names,
-               meta=lab.meta).save(tmp_path / "unlabelled")
-    assert main(["classify", str(new_images), "--probe-from", str(tmp_path / "unlabelled"),
-                 "--out", str(tmp_path / "y"), "--no-progress", "--workers", "0"]) == 2
-    assert "no labels" in capsys.readouterr().err
-    assert not (tmp_path / "y" / "embeddings").exists()
 
 
 def test_comma_list_options_reject_bad_lists(tmp_path, capsys):

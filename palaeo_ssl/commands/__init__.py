@@ -1,4 +1,11 @@
-"""One module per ``palaeo-ssl`` subcommand; each provides ``register(subparsers)``."""
+"""One module per ``palaeo-ssl`` subcommand; each provides ``register(subparsers)``.
+
+A command parses, calls one library function and prints. The options that
+several commands share, and the one map from Python parameter names to flags
+(:data:`FLAGS`), are in :mod:`.options`.
+"""
+
+from .options import FLAGS, flag_for
 
 
 def comma_list(cast, what: str):
@@ -15,3 +22,6 @@ def comma_list(cast, what: str):
         return values
 
     return parse
+
+
+__all__ = ["FLAGS", "comma_list", "flag_for"]

@@ -6,12 +6,16 @@ import argparse
 
 from ..errors import UserError
 from . import comma_list
+from .options import add_option, add_protocol, defaults, library_kwargs
 
 
 _names = comma_list(str, "class names")
 
 
 def register(sub) -> None:
+    from ..morphospace import run_morphospace
+
+    library = defaults(run_morphospace)
     p = sub.add_parser(
         "morphospace",
         help="projections, clusters, disparity with intervals, outliers and suspect labels",
@@ -25,25 +29,26 @@ def register(sub) -> None:
     )
     p.add_argument("embeddings", metavar="EMBEDDINGS",
                    help="an embedding store, or the --out folder of 'palaeo-ssl extract'")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the tables and figures (created if needed)")
-    p.add_argument("--protocol", choices=("paper", "standard"), default="standard",
-                   help="paper: the clusterings of Rodgers (2025) (KMeans with known and silhouette-chosen K, "
-                        "Bayesian GMM, HDBSCAN with 2%% of N), comparable with its clustering_metrics.csv; "
-                        "standard: those plus HDBSCAN with a size rule that scales, Ward, and stability over 5 "
-                        "seeds (default: standard)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
-    p.add_argument("--neighbours", type=int, default=10, metavar="K",
-                   help="nearest neighbours for the outlier and suspect-label scores (default: 10)")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="N",
-                   help="bootstrap replicates for the disparity intervals (default: 200)")
-    p.add_argument("--bootstrap-std", type=int, default=20, metavar="N",
-                   help="bootstrap replicates for the std of pairwise distances, which needs a D x D Gram matrix "
-                        "per replicate (default: 20)")
-    p.add_argument("--tsne-max", type=int, default=20000, metavar="N",
-                   help="t-SNE runs on a seeded random subsample of N images above N (stated on the figure); "
-                        "0 = all images (default: 20000)")
-    p.add_argument("--rarefaction-max", type=int, default=500, metavar="N",
-                   help="largest subsample size of the rarefaction curves (default: 500)")
+    add_option(p, library, "out", help="folder for the tables and figures (created if needed)")
+    add_protocol(p, "paper: the clusterings of Rodgers (2025) (KMeans with known and silhouette-chosen K, "
+                    "Bayesian GMM, HDBSCAN with 2%% of N), comparable with its clustering_metrics.csv; "
+                    "standard: those plus HDBSCAN with a size rule that scales, Ward, and stability over 5 "
+                    "seeds (default: {default})")
+    add_option(p, library, "seed")
+    add_option(p, library, "k_neighbours", type=int, metavar="K",
+               help="nearest neighbours for the outlier and suspect-label scores (default: {default})")
+    add_option(p, library, "n_boot", type=int, metavar="N",
+               help="bootstrap replicates for the disparity intervals (default: {default})")
+    add_option(p, library, "n_boot_std", type=int, metavar="N",
+               help="bootstrap replicates for the std of pairwise distances, which needs a D x D Gram matrix "
+                    "per replicate (default: {default})")
+    # 0 here is "all images", None in the library (where 0 never silently means anything)
+    tsne_max = library["tsne_max_points"]
+    add_option(p, library, "tsne_max_points", type=int, metavar="N", default=0 if tsne_max is None else tsne_max,
+               help="t-SNE runs on a seeded random subsample of N images above N (stated on the figure); "
+                    "0 = all images (default: {default})")
+    add_option(p, library, "rarefaction_max", type=int, metavar="N",
+               help="largest subsample size of the rarefaction curves (default: {default})")
     p.add_argument("--compare-classes", type=_names, default=None, metavar="A,B,...",
                    help="permutation test of the disparity of these classes against those of --vs")
     p.add_argument("--vs", type=_names, default=None, metavar="C,D,...", help="the second group of --compare-classes")
@@ -53,19 +58,18 @@ def register(sub) -> None:
     p.add_argument("--group-column", default=None, metavar="COLUMN", help="the column of --groups that names the group")
     p.add_argument("--group-values", nargs=2, default=None, metavar=("A", "B"),
                    help="the two values of --group-column to compare (needed when it holds more than two)")
-    p.add_argument("--permutations", type=int, default=999, metavar="N",
-                   help="permutations of the disparity test (default: 999)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="BLAS/OpenMP threads (default: 1; multi-threaded BLAS on the many small fits is several "
-                        "times slower on a busy machine, raise it on an idle many-core one)")
-    p.add_argument("--no-figures", action="store_true", help="write the tables only")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_option(p, library, "n_permutations", type=int, metavar="N",
+               help="permutations of the disparity test (default: {default})")
+    add_option(p, library, "threads", type=int, metavar="N",
+               help="BLAS/OpenMP threads (default: {default}; multi-threaded BLAS on the many small fits is several "
+                    "times slower on a busy machine, raise it on an idle many-core one)")
+    p.add_argument("--no-figures", dest="figures", action="store_false", help="write the tables only")
+    add_option(p, library, "progress", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..morphospace import run_morphospace
-
+def _compare(args: argparse.Namespace) -> dict | None:
+    """The permutation test the flags ask for (their combinations are checked here; the values by the library)."""
     compare = None
     if args.compare_classes or args.vs:
         if not (args.compare_classes and args.vs):
@@ -79,17 +83,17 @@ def run(args: argparse.Namespace) -> int:
         if not (args.groups and args.group_column):
             raise UserError("--groups needs --group-column (the column that names each image's group)")
         compare = {"table": args.groups, "column": args.group_column, "values": args.group_values}
-    for opt in ("neighbours", "bootstrap", "bootstrap_std", "permutations", "threads", "rarefaction_max"):
-        if getattr(args, opt) < 1:
-            raise UserError(f"--{opt.replace('_', '-')} must be at least 1")
-    if args.tsne_max < 0:
-        raise UserError("--tsne-max must be 0 (all images) or a positive number")
-    res = run_morphospace(
-        args.embeddings, args.out, protocol=args.protocol, seed=args.seed, k_neighbours=args.neighbours,
-        n_boot=args.bootstrap, n_boot_std=args.bootstrap_std, tsne_max_points=args.tsne_max or None,
-        rarefaction_max=args.rarefaction_max, compare=compare, n_permutations=args.permutations,
-        threads=args.threads, figures=not args.no_figures, progress=not args.no_progress,
-    )
+    return compare
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..morphospace import run_morphospace
+
+    options = library_kwargs(args, "protocol", "seed", "k_neighbours", "n_boot", "n_boot_std", "rarefaction_max",
+                             "n_permutations", "threads", "figures", "progress")
+    res = run_morphospace(args.embeddings, args.out, compare=_compare(args),
+                          tsne_max_points=args.tsne_max_points or None,  # --tsne-max 0: all images
+                          **options)
     print(summary_text(res, args.out))
     return 0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
 from . import comma_list
+from .options import add_option, add_protocol, defaults, library_kwargs
 
 
 _floats = comma_list(float, "numbers")
@@ -13,6 +13,9 @@ _ints = comma_list(int, "integers")
 
 
 def register(sub) -> None:
+    from ..probes import run_probe_report
+
+    library = defaults(run_probe_report)
     p = sub.add_parser(
         "probe",
         help="cross-validated linear/kNN/centroid probes, learning curve and few-shot",
@@ -24,58 +27,40 @@ def register(sub) -> None:
     )
     p.add_argument("embeddings", metavar="EMBEDDINGS",
                    help="an embedding store, or the --out folder of 'palaeo-ssl extract' (only labelled images are used)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the tables and figures")
-    p.add_argument("--protocol", choices=("paper", "standard"), default="standard",
-                   help="paper: exactly the protocol of Rodgers (2025), comparable with its published tables; "
-                        "standard: repeated stratified (grouped by specimen) K-fold with nested learning-curve "
-                        "subsets, tuned logistic regression, DINO-style kNN, intervals and paired comparisons "
-                        "(default: standard)")
-    p.add_argument("--probes", default=None, metavar="LIST",
-                   help="comma-separated probes among logreg, knn, centroid (default: logreg,knn for paper; "
-                        "all three for standard)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of every random step; with --protocol paper, 0 reproduces the reference's seeds "
-                        "(42 + repeat) (default: 0)")
-    p.add_argument("--literature-best", type=float, default=None, metavar="X",
-                   help="best published top-1 accuracy (fraction, e.g. 0.874), drawn as a line on the figures")
-    p.add_argument("--fractions", type=_floats, default=None, metavar="LIST",
-                   help="data fractions of the learning curve (default: 0.1,0.3,0.5,0.7,1.0)")
-    p.add_argument("--repeats", type=int, default=None, metavar="N",
-                   help="cross-validation repeats (default: 10 for paper, 5 for standard)")
-    p.add_argument("--folds", type=int, default=5, metavar="K", help="folds per repeat (default: 5)")
-    p.add_argument("--shots", type=_ints, default=None, metavar="LIST",
-                   help="labelled images per class in few-shot (default: 1,2,3,5,10,20)")
-    p.add_argument("--episodes", type=int, default=50, metavar="N", help="few-shot episodes per shots value (default: 50)")
-    p.add_argument("--query", type=int, default=15, metavar="Q",
-                   help="standard few-shot: query images per class and episode (default: 15)")
-    p.add_argument("--no-few-shot", action="store_true", help="skip the few-shot analysis")
-    p.add_argument("--jobs", type=int, default=-1, metavar="N",
-                   help="worker processes (default: -1, every CPU; results do not depend on it)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_option(p, library, "out", required=True, help="folder for the tables and figures")
+    add_protocol(p, "paper: exactly the protocol of Rodgers (2025), comparable with its published tables; "
+                    "standard: repeated stratified (grouped by specimen) K-fold with nested learning-curve "
+                    "subsets, tuned logistic regression, DINO-style kNN, intervals and paired comparisons "
+                    "(default: {default})")
+    add_option(p, library, "probes", metavar="LIST",
+               help="comma-separated probes among logreg, knn, centroid (default: logreg,knn for paper; "
+                    "all three for standard)")
+    add_option(p, library, "seed",
+               help="seed of every random step; with --protocol paper, 0 reproduces the reference's seeds "
+                    "(42 + repeat) (default: {default})")
+    add_option(p, library, "literature_best")
+    add_option(p, library, "fractions", type=_floats, metavar="LIST",
+               help="data fractions of the learning curve (default: {default})")
+    add_option(p, library, "n_repeats")
+    add_option(p, library, "n_splits", type=int, metavar="K", help="folds per repeat (default: {default})")
+    add_option(p, library, "shots", type=_ints, metavar="LIST",
+               help="labelled images per class in few-shot (default: {default})")
+    add_option(p, library, "episodes")
+    add_option(p, library, "n_query", type=int, metavar="Q",
+               help="standard few-shot: query images per class and episode (default: {default})")
+    p.add_argument("--no-few-shot", dest="few_shot", action="store_false", help="skip the few-shot analysis")
+    add_option(p, library, "n_jobs", type=int, metavar="N",
+               help="worker processes (default: {default}, every CPU; results do not depend on it)")
+    add_option(p, library, "progress")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..probes import FRACTIONS, SHOTS, run_probe_report
-    from ..probes.classifiers import parse_probes
+    from ..probes import run_probe_report
 
-    if args.literature_best is not None and not 0 < args.literature_best <= 1:
-        raise UserError("--literature-best is a fraction in (0, 1], e.g. 0.874 for 87.4%")
-    if args.repeats is not None and args.repeats < 1:
-        raise UserError("--repeats must be at least 1")
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
-    if args.query < 1:
-        raise UserError("--query must be at least 1")
-    probes = parse_probes(args.probes, args.protocol)
-    fractions = args.fractions or list(FRACTIONS)
-    shots = args.shots or list(SHOTS)
-    res = run_probe_report(
-        args.embeddings, args.out, protocol=args.protocol, probes=probes, seed=args.seed,
-        literature_best=args.literature_best, few_shot=not args.no_few_shot, fractions=fractions,
-        n_repeats=args.repeats, n_splits=args.folds, shots=shots, episodes=args.episodes, n_query=args.query,
-        n_jobs=args.jobs, progress=not args.no_progress,
-    )
+    res = run_probe_report(args.embeddings, args.out, **library_kwargs(
+        args, "protocol", "probes", "seed", "literature_best", "few_shot", "fractions", "n_repeats", "n_splits",
+        "shots", "episodes", "n_query", "n_jobs", "progress"))
     _summary(res, args)
     return 0
 

@@ -6,7 +6,10 @@
 - :mod:`.analysis`: foreground from the first principal component, PCA colours
   stretched to [0, 255] by robust percentiles (own or shared basis), cosine
   correspondences; pure NumPy / scikit-learn;
-- :mod:`.specimen`: all of it for one image in one call (:func:`view_specimen`).
+- :mod:`.specimen`: all of it for one image in one call (:func:`view_specimen`);
+- :mod:`.visualise`: the stage behind ``palaeo-ssl visualise`` and notebook 02:
+  :func:`visualise_specimen` (compute) -> :class:`SpecimenVisualisation`,
+  :func:`write_visualisation` (figures + ``visualise.json``), :func:`run_visualise` (both, timed).
 
 Figures are drawn by :mod:`palaeo_ssl.plots.patches`.
 """
@@ -16,10 +19,12 @@ from .analysis import (PERCENTILES, ColourBasis, Correspondence, Foreground, com
                        pca_colours, upsample_grid)
 from .specimen import BARE_MAX_SIDE, SpecimenView, match, shared_basis, view_specimen
 from .tokens import DEFAULT_SIZE, Attention, PatchTokens, input_size, load_rgb, patch_tokens, prepare_image
+from .visualise import SpecimenVisualisation, run_visualise, visualise_specimen, write_visualisation
 
 __all__ = [
     "PERCENTILES", "ColourBasis", "Correspondence", "Foreground", "compose", "correspondence", "cosine_map",
     "fit_colour_basis", "foreground", "iou", "mask_centre", "otsu_threshold", "patch_at", "patch_centre",
     "pca_colours", "upsample_grid", "BARE_MAX_SIDE", "SpecimenView", "match", "shared_basis", "view_specimen",
     "DEFAULT_SIZE", "Attention", "PatchTokens", "input_size", "load_rgb", "patch_tokens", "prepare_image",
+    "SpecimenVisualisation", "run_visualise", "visualise_specimen", "write_visualisation",
 ]

@@ -14,6 +14,13 @@ from sklearn.decomposition import PCA
 
 from ..compute import one_blas_thread
 from ..errors import UserError
+from ..params import ParameterError
+
+
+def _literal(text: str) -> str:
+    """``text`` safe inside a :class:`ParameterError` template (whose only field is ``{name}``)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +134,14 @@ def foreground(patches: np.ndarray, threshold: float | str = "otsu", orientation
 
     if isinstance(threshold, str):
         if threshold.lower() != "otsu":
-            raise UserError(f"--threshold must be 'otsu' or a number between 0 and 1; got {threshold!r}")
+            raise ParameterError("threshold", "{name} must be 'otsu' or a number between 0 and 1; got "
+                                 + _literal(repr(threshold)))
         t, method = otsu_threshold(score), "otsu"
     else:
         t, method = float(threshold), "fixed"
         if not 0.0 <= t < 1.0:
-            raise UserError(f"--threshold {t} is outside [0, 1): the foreground score is scaled to [0, 1]")
+            raise ParameterError("threshold", "{name} " + _literal(str(t))
+                                 + " is outside [0, 1): the foreground score is scaled to [0, 1]")
     mask = score > t
     return Foreground(score, mask, float(t), method, flipped, float(pca.explained_variance_ratio_[0]))
 
@@ -253,8 +262,8 @@ def patch_at(point: tuple[float, float], image_size: tuple[int, int], grid: tupl
     x, y = point
     width, height = image_size
     if not (0 <= x < width and 0 <= y < height):
-        raise UserError(f"--point {x:g},{y:g} lies outside the image ({width} x {height} pixels); "
-                        "give X,Y in pixels from the top-left corner")
+        raise ParameterError("point", f"{{name}} {x:g},{y:g} lies outside the image ({width} x {height} pixels); "
+                             "give X,Y in pixels from the top-left corner")
     h, w = grid
     return min(int(y * h / height), h - 1), min(int(x * w / width), w - 1)
 

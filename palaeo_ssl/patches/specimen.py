@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
+from ..params import ParameterError
 
-from .analysis import (ColourBasis, Correspondence, Foreground, colour_patches, compose, correspondence,
+from .analysis import (ColourBasis, Correspondence, Foreground, _literal, colour_patches, compose, correspondence,
                        fit_colour_basis, foreground, mask_centre, patch_at, pca_colours, upsample_grid)
 from .tokens import DEFAULT_SIZE, PatchTokens, as_rgb, load_rgb, patch_tokens
 
@@ -84,8 +84,9 @@ def view_specimen(backbone, image: str | Path | Image.Image, size: int = DEFAULT
     pil = as_rgb(image) if isinstance(image, Image.Image) else load_rgb(image)
     tokens = patch_tokens(backbone, pil, size=size, attention=attention)
     if tokens.grid[0] * tokens.grid[1] < 4:
-        raise UserError(f"--size {size} gives only {tokens.grid[0]} x {tokens.grid[1]} patches for {name}; "
-                        f"use a larger --size (the default is {DEFAULT_SIZE})")
+        raise ParameterError("size", f"{{name}} {size} gives only {tokens.grid[0]} x {tokens.grid[1]} patches for "
+                             + _literal(str(name))
+                             + f"; use a larger {{name}} (the default is {DEFAULT_SIZE})")
     fg = foreground(tokens.patches, threshold=threshold, orientation=orientation)
     colours = pca_colours(tokens.patches, fg.mask)
     return SpecimenView(name=name, image=np.asarray(pil, dtype=np.uint8), tokens=tokens,

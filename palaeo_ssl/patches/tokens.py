@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
+from ..params import ParameterError
 
 DEFAULT_SIZE = 448
 
@@ -59,8 +60,8 @@ def input_size(width: int, height: int, size: int = DEFAULT_SIZE, patch_size: in
         raise UserError(f"the image is empty ({width} x {height} pixels)")
     if size < patch_size or size % patch_size:
         better = max(patch_size, int(round(size / patch_size)) * patch_size)
-        raise UserError(f"--size {size} is not a positive multiple of the model's patch size ({patch_size}); "
-                        f"try --size {better}")
+        raise ParameterError("size", f"{{name}} {size} is not a positive multiple of the model's patch size "
+                                     f"({patch_size}); try {{name}} {better}")
     scale = size / max(width, height)
 
     def side(n: int) -> int:
