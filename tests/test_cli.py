@@ -157,28 +157,6 @@ def test_run_bad_value_names_the_flag(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------- values the library refuses at its edge
-def _validated(param: str, functions) -> bool:
-    return any(param in getattr(fn, "__param_spec__", {}) for fn in functions)
-
-
-def _probe_functions():
-    from palaeo_ssl.probes import run_cross_validation, run_few_shot, run_probe_report
-
-    return (run_probe_report, run_cross_validation, run_few_shot)
-
-
-def _morphospace_functions():
-    from palaeo_ssl.morphospace import run_morphospace
-
-    return (run_morphospace,)
-
-
-def _run_functions():
-    from palaeo_ssl.pipeline import Pipeline, run_pipeline
-
-    return (run_pipeline, Pipeline, Pipeline.__init__)
-
-
 @pytest.mark.parametrize("command, param, value, message", [
     ("probe", "n_repeats", "0", "--repeats must be"),
     ("probe", "episodes", "0", "--episodes must be"),
@@ -199,9 +177,6 @@ def _run_functions():
 def test_values_refused_by_the_library_are_reported_under_their_flag(store, tmp_path, capsys, command, param,
                                                                      value, message):
     """The commands no longer check these themselves: the library does, at its edge, under the Python name."""
-    functions = {"probe": _probe_functions, "morphospace": _morphospace_functions, "run": _run_functions}[command]()
-    if not _validated(param, functions) and not (command, param) == ("probe", "n_jobs"):
-        pytest.xfail(f"{param} is not yet checked by validate_params at the library's edge")
     flag = flag_for(param)
     if command == "run":
         argv = ["run", str(tmp_path / "no_data"), "--out", str(tmp_path / "o"), flag, value]
@@ -245,10 +220,7 @@ def test_protocol_defaults(command):
     expected = ALL if command == "run" else DEFAULT_PROTOCOL
     assert action.default == expected
     assert ALL in action.choices if command == "run" else ALL not in action.choices
-    library = signature_defaults(*library_functions()[command])["protocol"]
-    if library != expected:
-        pytest.xfail(f"the library's default protocol for {command} is still {library!r}")
-    assert library == expected
+    assert signature_defaults(*library_functions()[command])["protocol"] == expected
 
 
 def test_flags_map_onto_the_parsers():
