@@ -31,7 +31,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n(run '{self.prog} --help' for every option)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: other names of commands (``visualize``)
+ALIASES = {"visualize": "visualise"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser. ``command`` None: every command with all its options; a command's name: that
+    command with all its options and the others by their one-line help only (their options are
+    read from the library's signatures, which imports it: ``palaeo-ssl extract`` need not load
+    the probes or the morphospace); ``""``: every command by its help line only (``palaeo-ssl --help``).
+    """
     parser = _Parser(
         prog="palaeo-ssl",
         description=(
@@ -43,12 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f"palaeo_ssl.commands.{name}").register(sub)
+        module = importlib.import_module(f"palaeo_ssl.commands.{name}")
+        if command is None or command == name:
+            module.register(sub)
+        else:
+            sub.add_parser(name, help=module.HELP, aliases=[a for a, n in ALIASES.items() if n == name])
     return parser
 
 
+def _command_in(argv: list[str]) -> str:
+    """The command ``argv`` names ("" when none: only the top-level help is needed)."""
+    for token in argv:
+        if not token.startswith("-"):
+            return ALIASES.get(token, token) if ALIASES.get(token, token) in COMMANDS else ""
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

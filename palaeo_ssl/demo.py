@@ -144,7 +144,6 @@ def run_demo(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = DEMO_
     Logs the one-line reason (a warning) when it falls back. Returns a :class:`DemoResult`.
     """
     from .pipeline import run_pipeline
-    from .plots import figure_notice
 
     if not Path(data).expanduser().exists():
         raise UserError(f"no {data} here ({Path.cwd()}): run from the repository root (where start.py is), "
@@ -154,6 +153,6 @@ def run_demo(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = DEMO_
         log.warning(plan.message)
     if plan.random_weights:
         smoke_model(plan.model)
-    with figure_notice(RANDOM_WEIGHTS_NOTICE if plan.random_weights else None):
-        result = run_pipeline(data, model=plan.model, out=plan.out, progress=progress)
+    # the pipeline marks every output of a random-weight run itself (the store's meta says so)
+    result = run_pipeline(data, model=plan.model, out=plan.out, progress=progress)
     return DemoResult(plan=plan, result=result)

@@ -28,7 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .cache import array_digest, atomic_save_npy, key_hash, atomic_write_text, jsonable as _jsonable, unlink_quietly as _unlink_quietly  # noqa: F401
+from .cache import array_digest, atomic_save_npy, atomic_write_text, key_hash  # noqa: F401  (atomic writers re-exported)
+from .cache import jsonable as _jsonable  # noqa: F401
 from .errors import UserError
 
 FEATURES_FILE = "features.npy"

@@ -38,6 +38,7 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 
 def library_functions() -> dict[str, tuple]:
     """The functions each command calls, named here independently of the commands' own code."""
+    from palaeo_ssl.demo import run_demo
     from palaeo_ssl.extract import extract_embeddings
     from palaeo_ssl.morphospace import run_morphospace
     from palaeo_ssl.patches.visualise import run_visualise, visualise_specimen
@@ -48,7 +49,7 @@ def library_functions() -> dict[str, tuple]:
 
     return {"extract": (extract_embeddings,), "probe": (run_probe_report,), "classify": (classify,),
             "morphospace": (run_morphospace,), "similar": (find_similar,),
-            "visualise": (visualise_specimen, run_visualise), "run": (run_pipeline, Pipeline, extract_embeddings)}
+            "visualise": (visualise_specimen, run_visualise), "run": (run_pipeline, Pipeline, extract_embeddings), "demo": (run_demo,)}
 
 
 def signature_defaults(*functions) -> dict:
@@ -214,7 +215,7 @@ def test_option_defaults_are_the_library_signatures(command):
     assert checked >= 1
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("extract", "similar", "visualise")])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("extract", "similar", "visualise", "demo")])
 def test_protocol_defaults(command):
     action = next(a for a in subparsers()[command]._actions if a.dest == "protocol")
     expected = ALL if command == "run" else DEFAULT_PROTOCOL
@@ -237,3 +238,28 @@ def test_flags_map_onto_the_parsers():
             elif not action.option_strings[0].startswith("--no-") and action.dest != "help":
                 assert flag_for(action.dest) in action.option_strings, (command, action.dest, action.option_strings)
     assert set(FLAGS.values()) <= used, set(FLAGS.values()) - used
+
+
+def test_top_level_help_lists_every_command_without_loading_the_library():
+    """``palaeo-ssl --help`` and a command's own parser load only what that command needs (start-up time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from palaeo_ssl.cli import build_parser; text = build_parser('').format_help(); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'umap') if m in sys.modules)); print(text)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "[]"
+    for name in COMMANDS:
+        assert f"    {name}" in out
+    code = ("import sys; from palaeo_ssl.cli import build_parser; build_parser('probe'); "
+            "print(sorted(m for m in ('torch', 'umap', 'palaeo_ssl.morphospace') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_command_is_found_in_argv():
+    from palaeo_ssl.cli import _command_in
+
+    assert _command_in(["-v", "probe", "x", "--out", "y"]) == "probe"
+    assert _command_in(["visualize", "img.png"]) == "visualise"
+    assert _command_in(["--help"]) == "" and _command_in(["nonsense"]) == ""

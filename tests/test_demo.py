@@ -165,7 +165,7 @@ def test_run_demo_calls_the_pipeline_with_the_fallback(tmp_path, monkeypatch, ca
                             smoke_model_folder=tmp_path / "smoke-model")
     assert res.plan.random_weights and res.result == {"out": tmp_path / "example-smoke"}
     assert calls == [dict(data=REPO / "data" / "example", model=str(tmp_path / "smoke-model"),
-                          out=tmp_path / "example-smoke", progress=False, notices=(RANDOM_WEIGHTS_NOTICE,))]
+                          out=tmp_path / "example-smoke", progress=False, notices=())]
     assert describe_model(str(tmp_path / "smoke-model")).random_weights
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].getMessage() == res.plan.message
@@ -187,7 +187,7 @@ def test_run_demo_with_the_real_model_marks_nothing(tiny_model, tmp_path, monkey
 def test_demo_command_without_data_says_what_to_do(tmp_path, capsys):
     from palaeo_ssl.cli import main
 
-    assert main(["demo", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["demo", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
     assert "run from the repository root" in capsys.readouterr().err
 
 

@@ -7,13 +7,17 @@ import argparse
 from .options import add_option, add_protocol, defaults, library_kwargs
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "classify new images or embeddings with a probe trained on labelled embeddings"
+
+
 def register(sub) -> None:
     from ..probes.predictions import classify
 
     library = defaults(classify)
     p = sub.add_parser(
         "classify",
-        help="classify new images or embeddings with a probe trained on labelled embeddings",
+        help=HELP,
         description=(
             "Fit a probe on every labelled image of --probe-from and classify NEW: an embedding store, or a "
             "folder/manifest of images, which is then embedded with exactly the model, preprocessing, pooling, "

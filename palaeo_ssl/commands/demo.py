@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "the whole pipeline on data/example (real DINOv3 weights if available, else a marked random-weight check)"
+
+
 def register(sub) -> None:
-    from ..backbone import DEFAULT_MODEL
-    from ..demo import DEMO_DATA, DEMO_OUT, SMOKE_SUFFIX
+    from ..demo import DEMO_OUT, SMOKE_SUFFIX, run_demo
+    from .options import add_option, defaults
 
     p = sub.add_parser(
         "demo",
-        help="the whole pipeline on data/example (real DINOv3 weights if available, else a marked random-weight check)",
+        help=HELP,
         description=(
             "Run everything (embeddings, probes, few-shot, morphospace, explorer, report) on the example dataset. "
             "With access to the real weights (a token of an account that accepted the DINOv3 licence, a cached copy "
@@ -20,20 +24,22 @@ def register(sub) -> None:
             "of that run says 'random weights: a pipeline check, not a result'."
         ),
     )
-    p.add_argument("--data", default=DEMO_DATA, metavar="DATA", help=f"the images (default: {DEMO_DATA})")
-    p.add_argument("--out", default=DEMO_OUT, metavar="OUT",
-                   help=f"results folder (default: {DEMO_OUT}; a random-weight run writes to OUT{SMOKE_SUFFIX})")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"model alias, Hugging Face id or local folder (default: {DEFAULT_MODEL})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    library = defaults(run_demo)
+    p.add_argument("data", metavar="DATA", nargs="?", default=library["data"],
+                   help="the images (default: {})".format(library["data"]))
+    add_option(p, library, "out", help=f"results folder (default: {{default}}; a random-weight run writes to "
+                                        f"OUT{SMOKE_SUFFIX})")
+    add_option(p, library, "model", help="model alias, Hugging Face id or local folder (default: {default})")
+    add_option(p, library, "progress")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backbone import RANDOM_WEIGHTS_NOTICE
+    from ..models import RANDOM_WEIGHTS_NOTICE
     from ..demo import run_demo
+    from .options import library_kwargs
 
-    res = run_demo(args.data, out=args.out, model=args.model, progress=not args.no_progress)
+    res = run_demo(args.data, **library_kwargs(args, "out", "model", "progress"))
     out = res.plan.out
     print(f"\nresults in {out}" + (f"  ({RANDOM_WEIGHTS_NOTICE})" if res.plan.random_weights else ""))
     for name, what in (("README.md", "what every file shows"), ("explorer.html", "the explorer, open in a browser"),

@@ -7,13 +7,17 @@ import argparse
 from .options import EXTRACTION, add_data_argument, add_extraction_options, add_option, defaults, library_kwargs
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "embed every image of a folder or manifest (cached, resumable)"
+
+
 def register(sub) -> None:
     from ..extract import extract_embeddings
 
     library = defaults(extract_embeddings)
     p = sub.add_parser(
         "extract",
-        help="embed every image of a folder or manifest (cached, resumable)",
+        help=HELP,
         description=(
             "Embed every image under DATA with a frozen backbone and store the features under OUT. "
             "Reruns compute only new or changed images; an interrupted run resumes. Unreadable files are "

@@ -12,13 +12,17 @@ from .options import add_option, add_protocol, defaults, library_kwargs
 _names = comma_list(str, "class names")
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "projections, clusters, disparity with intervals, outliers and suspect labels"
+
+
 def register(sub) -> None:
     from ..morphospace import run_morphospace
 
     library = defaults(run_morphospace)
     p = sub.add_parser(
         "morphospace",
-        help="projections, clusters, disparity with intervals, outliers and suspect labels",
+        help=HELP,
         description=(
             "Analyse the morphospace of an embedding store without using the labels for fitting: PCA, UMAP and "
             "t-SNE projections (cached in OUT/projections.npz), clusterings scored against the labels, disparity "

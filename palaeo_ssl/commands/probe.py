@@ -12,13 +12,17 @@ _floats = comma_list(float, "numbers")
 _ints = comma_list(int, "integers")
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "cross-validated linear/kNN/centroid probes, learning curve and few-shot"
+
+
 def register(sub) -> None:
     from ..probes import run_probe_report
 
     library = defaults(run_probe_report)
     p = sub.add_parser(
         "probe",
-        help="cross-validated linear/kNN/centroid probes, learning curve and few-shot",
+        help=HELP,
         description=(
             "Train probes on frozen embeddings and measure how well they separate the classes: "
             "cross-validation at several data fractions, few-shot episodes, per-class metrics and a "

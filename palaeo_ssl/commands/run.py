@@ -8,6 +8,10 @@ from .options import (EXTRACTION, add_data_argument, add_extraction_options, add
                       library_kwargs)
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "everything for one dataset: embeddings, probes, few-shot, morphospace, explorer, report"
+
+
 def register(sub) -> None:
     from ..extract import extract_embeddings
     from ..pipeline import Pipeline, run_pipeline
@@ -16,7 +20,7 @@ def register(sub) -> None:
     library = defaults(run_pipeline, Pipeline, extract_embeddings)
     p = sub.add_parser(
         "run",
-        help="everything for one dataset: embeddings, probes, few-shot, morphospace, explorer, report",
+        help=HELP,
         description=(
             "Embed DATA (cached), then run the cross-validated probes and few-shot analysis, the morphospace "
             "analysis (projections, clustering, disparity, outliers, suspect labels) and the interactive "

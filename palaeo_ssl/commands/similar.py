@@ -7,13 +7,17 @@ import argparse
 from .options import add_option, defaults, library_kwargs
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "find the stored specimens most similar to a new image"
+
+
 def register(sub) -> None:
     from ..retrieval import find_similar
 
     library = defaults(find_similar)
     p = sub.add_parser(
         "similar",
-        help="find the stored specimens most similar to a new image",
+        help=HELP,
         description=(
             "Embed IMAGE with the model and settings recorded in the embedding store and list the K stored "
             "images with the highest cosine similarity. With --out, also write the list as CSV and a contact "

@@ -7,6 +7,10 @@ import argparse
 from .options import add_option, defaults, library_kwargs
 
 
+#: the one line ``palaeo-ssl --help`` shows for this command
+HELP = "show what the model sees in one specimen: PCA colours, foreground, attention, correspondences"
+
+
 def _point(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.replace(" ", "").split(","))
@@ -34,7 +38,7 @@ def register(subparsers) -> None:
     library = defaults(visualise_specimen, run_visualise)
     p = subparsers.add_parser(
         "visualise", aliases=["visualize"],
-        help="show what the model sees in one specimen: PCA colours, foreground, attention, correspondences",
+        help=HELP,
         description=(
             "Run the model on one image at its own aspect ratio and write, as PNG and PDF: pca_rgb and foreground "
             "(bare pictures at the photograph's pixel size, to lay over it), overlay, attention_cls, attention_heads, "

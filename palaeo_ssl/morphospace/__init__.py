@@ -1,4 +1,6 @@
-"""The morphospace without labels: projections, clustering, disparity, outliers, suspect labels, retrieval.
+"""The morphospace without labels: projections, clustering, disparity, outliers, suspect labels.
+
+(Retrieval of a new image, which needs the model, is :func:`palaeo_ssl.retrieval.find_similar`.)
 
 Submodules, one concern each (all functions take arrays and a ``seed`` and
 return arrays or DataFrames):
@@ -36,13 +38,12 @@ from .outliers import (
 )
 from .projections import compute_projections, knn_graph, pca_projection, tsne_projection, umap_projection
 from .run import (MorphospaceConfig, MorphospaceResult, compute_morphospace, explorer_inputs, explorer_inputs_from_folder,
-                  find_similar,
                   groups_from_classes, groups_from_column, run_morphospace, write_morphospace)
 
 __all__ = [
     "ClusteringResult", "bootstrap_disparity", "cluster_morphospace", "clustering_scores", "compute_projections",
     "disparity_per_class", "disparity_summary", "disparity_table", "distance_histogram", "effective_rank",
-    "explorer_inputs", "explorer_inputs_from_folder", "find_similar", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
+    "explorer_inputs", "explorer_inputs_from_folder", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
     "mean_pairwise_distance", "nearest_neighbours", "pairwise_distance_std", "neighbour_label_scores", "neighbourhood_table",
     "pca_projection", "permutation_test", "rarefaction", "run_morphospace", "MorphospaceConfig", "MorphospaceResult", "compute_morphospace", "write_morphospace",
     "similar_table", "stability", "suspect_labels", "tsne_projection", "umap_projection",

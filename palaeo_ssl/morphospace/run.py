@@ -24,7 +24,7 @@ from .. import report
 from ..compute import compute_context
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
-from ..params import NON_NEGATIVE_INT, POSITIVE_INT, SEED, check, check_all
+from ..params import POSITIVE_INT, SEED, check, check_all
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 from . import clustering as cl
 from . import disparity as dp
@@ -539,55 +539,3 @@ def explorer_inputs_from_folder(embeddings: Embeddings | str | Path, morph_dir: 
     return {"coords": proj["umap"], "clusters": clusters, "outlier_score": outlier, "suspect_score": suspect,
             "neighbours": proj["knn_indices"][:, :kk], "neighbour_sim": 1.0 - proj["knn_distances"][:, :kk],
             "axis_titles": ("UMAP 1", "UMAP 2")}
-
-
-# ---------------------------------------------------------------------- retrieval of a new image
-def find_similar(
-    embeddings: Embeddings | str | Path,
-    image: str | Path,
-    k: int = 10,
-    *,
-    out: str | Path | None = None,
-    device: str = "auto",
-    query_features: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """The ``k`` stored specimens most similar to a new image.
-
-    The image is embedded with the store's own model and settings
-    (:func:`palaeo_ssl.extract.embed_like`) unless ``query_features`` (D,) are
-    given. Returns ``{"table": DataFrame (rank, index, path, class_name,
-    similarity), "query": (D,) features, "files": [...]}``; with ``out`` it
-    also writes ``similar_<image name>.csv`` and a contact sheet
-    ``similar_<image name>.png/.pdf`` (the query first).
-    """
-    if k < 1:
-        raise UserError("-k must be at least 1")
-    emb = load_embeddings(embeddings)
-    image = Path(image)
-    if query_features is None:
-        if not image.is_file():
-            raise UserError(f"no image at {image}")
-        from ..extract import embed_like
-
-        query_features = embed_like(emb.meta, [image], device=device)[0]
-    q = np.asarray(query_features, dtype=np.float32).reshape(-1)
-    if q.shape[0] != emb.dim:
-        raise UserError(f"the new image's features have {q.shape[0]} dimensions but the store's have {emb.dim}; "
-                        "the store's meta.json does not describe how its features were made")
-    table = ol.similar_table(np.asarray(emb.features), q, paths=emb.paths,
-                             labels=emb.labels if emb.has_labels else None, class_names=emb.class_names, k=k)
-    files: list[Path] = []
-    if out is not None:
-        from ..plots import morphospace as pm
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"similar_{slug(image.stem) or 'image'}"
-        files.append(report.write_csv(table, stem.with_suffix(".csv")))
-        tiles = [image] + [emb.image_path(int(i)) for i in table["index"]]
-        caps = [f"query\n{image.name}"] + [
-            f"#{r.rank} {Path(r.path).name}\n{r.class_name or 'unlabelled'}\nsimilarity {r.similarity:.3f}"
-            for r in table.itertuples()]
-        files += pm.plot_contact_sheet(tiles, caps, stem, title=f"Stored specimens most similar to {image.name} (cosine)",
-                                       ncols=min(6, len(tiles)))
-    return {"table": table, "query": q, "files": files}

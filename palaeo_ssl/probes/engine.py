@@ -16,7 +16,6 @@ memory-mapped ``.npy`` file, written once per run, not copied per task.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field

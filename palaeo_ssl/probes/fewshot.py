@@ -14,7 +14,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
 from ..params import N_JOBS, POSITIVE_INT, SEED, Sequence as SequenceOf, validate_params
 from ..protocol import DEFAULT_PROTOCOL, Protocol, ProtocolLike, get_protocol
 from .classifiers import DISPLAY_NAMES, parse_probes
