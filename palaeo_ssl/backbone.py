@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .errors import ModelLoadError, UserError
+from .params import ParameterError
 from .models import ALIASES, DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,12 @@ def resolve_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            "--device cuda was asked for but no CUDA GPU is available to PyTorch here; "
-            "use --device auto (or cpu), or install a CUDA build of torch on a machine with an NVIDIA GPU"
-        )
+        raise ParameterError(
+            "device", "{name} cuda was asked for but no CUDA GPU is available to PyTorch here; use {name} auto "
+            "(or cpu), or install a CUDA build of torch on a machine with an NVIDIA GPU")
     if device == "mps" and not has_mps:
-        raise UserError("--device mps was asked for but Apple MPS is not available here; use --device auto or cpu")
+        raise ParameterError("device", "{name} mps was asked for but Apple MPS is not available here; "
+                                       "use {name} auto or cpu")
     return torch.device(device)
 
 
@@ -471,9 +472,8 @@ def make_preprocessing(info: ModelInfo, mode: str = "processor", image_size: int
         raise UserError(f"unknown preprocessing {mode!r}; choose one of {', '.join(PREPROCESSINGS)}")
     size = int(image_size or info.default_size)
     if size <= 0 or size % info.patch_size:
-        raise UserError(
-            f"--image-size {size} is not a multiple of the model's patch size ({info.patch_size}); "
-            f"try {max(info.patch_size, round(size / info.patch_size) * info.patch_size)}"
-        )
+        raise ParameterError(
+            "image_size", f"{{name}} {size} is not a multiple of the model's patch size ({info.patch_size}); "
+                          f"try {max(info.patch_size, round(size / info.patch_size) * info.patch_size)}")
     return Preprocessing(mode=mode, size=size, mean=tuple(info.mean), std=tuple(info.std),
                          background=tuple(int(v) for v in background))

@@ -147,7 +147,7 @@ def run_demo(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = DEMO_
 
     if not Path(data).expanduser().exists():
         raise UserError(f"no {data} here ({Path.cwd()}): run from the repository root (where start.py is), "
-                        "or pass --data with a folder of images")
+                        "or pass a folder of images as data (palaeo-ssl demo DATA)")
     plan = plan_demo(model, out, smoke_out, smoke_model_folder)
     if plan.message:
         log.warning(plan.message)

@@ -35,7 +35,7 @@ from .backbone import (
 from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
-from .params import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_params
+from .params import NON_NEGATIVE_INT, POSITIVE_INT, Options, ParameterError, validate_params
 from .images import ImageReadError, discover, load_image, pad_to_square, parse_color, skipped_frame
 from .report import library_versions, now_iso, peak_rss_mb, write_csv
 from .store import EmbeddingStore, fingerprint
@@ -379,10 +379,9 @@ def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: flo
             f"{plan.out_dir / 'skipped.csv'}); check that the folder holds image files Pillow can open"
         )
     if strict and skipped_all:
-        raise UserError(
-            f"{len(skipped_all)} file(s) could not be read (--strict): see {plan.out_dir / 'skipped.csv'}. "
-            f"The {len(emb)} readable images were embedded and saved in {plan.store.folder}."
-        )
+        raise ParameterError(
+            "strict", f"{len(skipped_all)} file(s) could not be read ({{name}}): see {plan.out_dir / 'skipped.csv'}. "
+                      f"The {len(emb)} readable images were embedded and saved in {plan.store.folder}.")
     return emb
 
 

@@ -27,7 +27,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 
 from ..embeddings import l2_normalize
 from ..compute import compute_context, limit_worker_blas, usable_cpus
-from ..errors import UserError
+from ..params import ParameterError
 from ..protocol import Protocol
 from .classifiers import (
     REFERENCE_K,
@@ -193,7 +193,7 @@ def _run_from_files(x_path: str, y_path: str, task: Task, extra_paths: dict[str,
 def resolve_n_jobs(n_jobs: int | None) -> int:
     """``None`` or -1: every CPU this process may use; otherwise at least 1 (joblib's meaning; 0 is an error)."""
     if n_jobs == 0:
-        raise UserError("the number of worker processes (--jobs) is -1 for every CPU or a positive count, not 0")
+        raise ParameterError("n_jobs", "{name} (worker processes) must be -1 for every CPU or a positive count, not 0")
     if n_jobs is None or n_jobs == -1:
         return usable_cpus()
     return max(1, effective_n_jobs(n_jobs))

@@ -21,7 +21,7 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from ..errors import UserError
+from ..params import ParameterError
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 1.0)
 SHOTS = (1, 2, 3, 5, 10, 20)
@@ -134,12 +134,12 @@ def standard_splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_r
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_splits:
-            raise UserError(
-                f"only {n_groups} specimens for {n_splits} folds; use fewer folds (--folds) or drop the specimen column"
-            )
+            raise ParameterError(
+                "n_splits", f"only {n_groups} specimens for {n_splits} folds; use fewer folds ({{name}}) or drop "
+                            "the specimen column")
     elif np.bincount(np.unique(y, return_inverse=True)[1]).max() < n_splits:
-        raise UserError(f"no class has {n_splits} images, so {n_splits}-fold cross-validation is impossible; "
-                        "use fewer folds (--folds)")
+        raise ParameterError("n_splits", f"no class has {n_splits} images, so {n_splits}-fold cross-validation is "
+                                         "impossible; use fewer folds ({name})")
     out = []
     for r in range(n_repeats):
         if groups is not None:
