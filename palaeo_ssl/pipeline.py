@@ -261,6 +261,30 @@ class Pipeline:
     def _need_emb(self) -> Embeddings:
         return self.emb if self.emb is not None else self.extract()
 
+    def _analysis(self, kind: str, config, compute, write, tables: dict[str, str],
+                  results: dict[str, Any]) -> dict[str, pd.DataFrame | None]:
+        """One protocol's analysis stage: computed and written unless its key is unchanged.
+
+        ``tables`` maps a table's name to its CSV file; a computed stage hands its tables on from
+        its result (``result_tables``), a reused one from the files an earlier run wrote.
+        """
+        emb, proto = self.emb, config.protocol
+        folder = self.folder(kind, proto)
+
+        def _stage():
+            res = compute(emb, config, folder)
+            with self._notice():
+                files = write(res, folder)
+            results[proto] = res
+            return files, {"timings_s": res.timings}
+
+        results[proto] = None
+        self.stages.run(f"{kind}_{proto}", {"emb": self.ident, **asdict(config)}, _stage)
+        res = results[proto]
+        if res is None:  # reused from an earlier run: read what it wrote
+            return {name: _read_csv(folder / file) for name, file in tables.items()}
+        return result_tables(res, tables)
+
     # 2. probes: cross-validation, learning curve, few-shot
     def probes(self) -> dict[str, dict[str, pd.DataFrame | None]]:
         from .probes import ProbeConfig, compute_probe_report, write_probe_report
@@ -271,51 +295,24 @@ class Pipeline:
             log.warning("probes skipped: they need labelled images of at least two classes")
             return {}
         for proto in self.protocols:
-            pdir = self.folder("probes", proto)
             config = ProbeConfig(protocol=proto, seed=self.seed, episodes=self.episodes, n_repeats=self.repeats,
                                  literature_best=self.literature_best)
-
-            def _probe(config=config, pdir=pdir, proto=proto):
-                res = compute_probe_report(emb, config, progress=self.progress)
-                with self._notice():
-                    files = write_probe_report(res, pdir)
-                self.probe_results[proto] = res
-                return files, {"timings_s": res.timings}
-
-            self.probe_results[proto] = None
-            self.stages.run(f"probes_{proto}", {"emb": self.ident, **asdict(config)}, _probe)
-            res = self.probe_results[proto]
-            self.probe_tables[proto] = (
-                {"classification": res.cv.table, "few_shot": res.few_shot.table if res.few_shot else None}
-                if res is not None else  # reused: the tables a previous run wrote
-                {"classification": _read_csv(pdir / "classification_cv_results.csv"),
-                 "few_shot": _read_csv(pdir / "few_shot_cv_results.csv")})
+            self.probe_tables[proto] = self._analysis(
+                "probes", config, lambda e, c, _: compute_probe_report(e, c, progress=self.progress),
+                write_probe_report, PROBE_TABLES, self.probe_results)
         return self.probe_tables
 
     # 3. morphospace: projections, clustering, disparity, outliers, suspect labels
     def morphospace(self) -> dict[str, dict[str, pd.DataFrame | None]]:
         from .morphospace import MorphospaceConfig, compute_morphospace, write_morphospace
 
-        emb = self._need_emb()
+        self._need_emb()
         for proto in self.protocols:
-            mdir = self.folder("morphospace", proto)
             config = MorphospaceConfig(protocol=proto, seed=self.seed)
-
-            def _morph(config=config, mdir=mdir, proto=proto):
-                res = compute_morphospace(emb, config, cache=mdir, progress=self.progress)
-                with self._notice():
-                    files = write_morphospace(res, mdir)
-                self.morph_results[proto] = res
-                return files, {"timings_s": res.timings}
-
-            self.morph_results[proto] = None
-            self.stages.run(f"morphospace_{proto}", {"emb": self.ident, **asdict(config)}, _morph)
-            res = self.morph_results[proto]
-            self.morph_tables[proto] = (
-                {"clustering": res.tables["clustering"], "morphology": res.tables["morphology"]}
-                if res is not None else  # reused: the tables a previous run wrote
-                {"clustering": _read_csv(mdir / "clustering_metrics.csv"),
-                 "morphology": _read_csv(mdir / "morphology_report.csv")})
+            self.morph_tables[proto] = self._analysis(
+                "morphospace", config,
+                lambda e, c, folder: compute_morphospace(e, c, cache=folder, progress=self.progress),
+                write_morphospace, MORPHOSPACE_TABLES, self.morph_results)
         return self.morph_tables
 
     # 4. the interactive explorer
@@ -385,6 +382,16 @@ def run_pipeline(data: str | Path, model: str = DEFAULT_MODEL, out: str | Path =
     See :class:`Pipeline` for the options.
     """
     return Pipeline(data, model, out, **options).run(explorer=explorer)
+
+
+#: the tables later stages use (the comparison with the paper), by name, with the file each is written to
+PROBE_TABLES = {"classification": "classification_cv_results.csv", "few_shot": "few_shot_cv_results.csv"}
+MORPHOSPACE_TABLES = {"clustering": "clustering_metrics.csv", "morphology": "morphology_report.csv"}
+
+
+def result_tables(result: Any, names: dict[str, str]) -> dict[str, pd.DataFrame | None]:
+    """The tables ``names`` of a probe or morphospace result (its ``tables``), in memory."""
+    return {name: result.tables.get(name) for name in names}
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:

@@ -193,13 +193,15 @@ def test_demo_command_without_data_says_what_to_do(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end_on_random_weights(tmp_path, monkeypatch, capsys):
-    """The whole fallback run (about a minute): every output of the random-weight run is marked."""
+    """The whole fallback run, on a small set like data/example: every output of the random-weight run is marked."""
     from palaeo_ssl.cli import main
+    from palaeo_ssl.synthetic import make_example_dataset
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(REPO)
+    data = make_example_dataset(tmp_path / "data", n_per_class=5, seed=0, size=64)
     out = tmp_path / "example"
-    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", str(data), "--out", str(out), "--no-progress"]) == 0
     smoke = tmp_path / "example-smoke"
     assert not out.exists()
     assert "a pipeline check, not a result" in capsys.readouterr().out

@@ -141,7 +141,8 @@ def test_probe_cli_bad_input_exits_2(store, tmp_path, capsys):
     assert "no labels" in capsys.readouterr().err
     assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--probes", "svm"]) == 2
     assert "unknown probe" in capsys.readouterr().err
-    for option, value, message in (("--folds", "1", "at least 2 folds"), ("--jobs", "0", "--jobs")):
+    for option, value, message in (("--folds", "1", "--folds must be an integer >= 2, not 1"),
+                                   ("--jobs", "0", "--jobs")):
         assert main(["probe", str(store), "--out", str(tmp_path / "o"), "--protocol", "paper", "--repeats", "1",
                      "--no-progress", option, value]) == 2
         assert message in capsys.readouterr().err

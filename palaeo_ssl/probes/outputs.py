@@ -259,6 +259,14 @@ class ProbeReport:
     timings: dict[str, float]
     files: list[Path] = field(default_factory=list)
 
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The summary tables by name: ``classification`` (and ``few_shot`` when it ran)."""
+        out = {"classification": self.cv.table}
+        if self.few_shot is not None:
+            out["few_shot"] = self.few_shot.table
+        return out
+
 
 def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, progress: bool = False) -> ProbeReport:
     """Cross-validation and few-shot of ``emb`` as ``config`` says; nothing is written."""
