@@ -41,6 +41,8 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 from sklearn import get_config
 
 from ..embeddings import l2_normalize
@@ -169,6 +171,21 @@ def weighted_knn_scores(sim: np.ndarray, train_pos: np.ndarray, n_classes: int, 
     return votes, sums
 
 
+# input checks shared by KNNProbe and CentroidProbe (scikit-learn's estimator conventions)
+def _check_training_data(estimator, X, y) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) validated as scikit-learn estimators do in ``fit``: a dense 2-D finite numeric X (float32 and
+    float64 kept as they are) and a 1-D classification target of the same length; sets ``n_features_in_``."""
+    X, y = validate_data(estimator, X, y)
+    check_classification_targets(y)
+    return X, y
+
+
+def _check_query_data(estimator, X) -> np.ndarray:
+    """X validated for ``predict``: the estimator is fitted and X has the ``n_features_in_`` it was fitted with."""
+    check_is_fitted(estimator)
+    return validate_data(estimator, X, reset=False)
+
+
 class KNNProbe(ClassifierMixin, BaseEstimator):
     """k-nearest-neighbour probe on L2-normalised features (cosine similarity).
 
@@ -190,7 +207,7 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X = np.asarray(X)
+        X, y = _check_training_data(self, X, y)
         self.classes_, self._pos = _label_positions(y)
         if self.weights == "uniform":
             # k is clamped to the training-set size, where the reference code would stop with an error
@@ -203,7 +220,7 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def _scores(self, X):
-        X = np.asarray(X)
+        X = _check_query_data(self, X)
         n_cls = len(self.classes_)
         if self.weights == "uniform":
             proba = reference_knn_proba(X.astype(self._x.dtype, copy=False), self._x, self._pos, n_cls,
@@ -248,8 +265,9 @@ class CentroidProbe(ClassifierMixin, BaseEstimator):
         self.temperature = temperature
 
     def fit(self, X, y):
+        X, y = _check_training_data(self, X, y)
         self.classes_, pos = _label_positions(y)
-        z = l2_normalize(np.asarray(X)).astype(np.float64)
+        z = l2_normalize(X).astype(np.float64)
         means = np.zeros((len(self.classes_), z.shape[1]))
         np.add.at(means, pos, z)
         self.centroids_ = l2_normalize(means / np.bincount(pos)[:, None]).astype(np.float32)
@@ -257,7 +275,7 @@ class CentroidProbe(ClassifierMixin, BaseEstimator):
 
     def similarity(self, X) -> np.ndarray:
         """(n, len(classes_)) cosine similarity to each class mean."""
-        return l2_normalize(np.asarray(X)) @ self.centroids_.T
+        return l2_normalize(_check_query_data(self, X)) @ self.centroids_.T
 
     def predict_proba(self, X) -> np.ndarray:
         s = self.similarity(X).astype(np.float64) / self.temperature
@@ -266,7 +284,8 @@ class CentroidProbe(ClassifierMixin, BaseEstimator):
         return e / e.sum(axis=1, keepdims=True)
 
     def rank(self, X) -> np.ndarray:
-        return self.classes_[np.argsort(-self.similarity(X), axis=1, kind="stable")]
+        order = np.argsort(-self.similarity(X), axis=1, kind="stable")  # validates X first
+        return self.classes_[order]
 
     def predict(self, X) -> np.ndarray:
         return self.rank(X)[:, 0]
