@@ -7,7 +7,9 @@ synthetic Gaussian class clusters, in this process:
 * **reference**: the notebook of Rodgers (2025) re-implemented plainly: a
   ``Normalizer + KNeighborsClassifier(5, metric="cosine")`` pipeline and
   ``LogisticRegression(max_iter=1000, class_weight="balanced")``, one fit after
-  another, scikit-learn's metric functions, default scikit-learn settings; run
+  another, scikit-learn's metric functions, default scikit-learn settings
+  (``palaeo_ssl.testing.rodgers2025_cross_validation`` / ``rodgers2025_few_shot``,
+  the re-implementation the tests compare against); run
   once with BLAS on every core (the library default) and once with one BLAS
   thread (the notebook sets ``OMP_NUM_THREADS=1``);
 * **palaeo-ssl**: ``run_cross_validation`` + ``run_few_shot`` with ``protocol="paper"``.
@@ -53,8 +55,6 @@ SIZES = {
     "pollen": (20000, 1024, 46, 0.9),
 }
 SEPARATION = 0.6
-METRICS = ["top1_accuracy", "top2_accuracy", "top3_accuracy", "f1_macro", "f1_weighted", "precision_macro",
-           "recall_macro", "specificity_macro", "balanced_accuracy"]
 
 
 # ---------------------------------------------------------------------- data
@@ -85,143 +85,13 @@ def make_clusters(n: int, d: int, n_classes: int, seed: int = 0, separation: flo
 
 # ---------------------------------------------------------------------- the plain reference
 class Stopwatch:
+    """Seconds per stage, summed: ``add`` is the ``timer`` of the re-implementation in ``palaeo_ssl.testing``."""
+
     def __init__(self):
         self.t: dict[str, float] = {}
 
     def add(self, key: str, seconds: float) -> None:
         self.t[key] = self.t.get(key, 0.0) + seconds
-
-
-def _reference_classifiers(k: int = 5):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import Normalizer
-
-    return {
-        "k-Nearest Neighbours": Pipeline([("normalize", Normalizer(norm="l2")),
-                                          ("knn", KNeighborsClassifier(n_neighbors=k, metric="cosine"))]),
-        "Logistic Regression": LogisticRegression(random_state=42, max_iter=1000, class_weight="balanced"),
-    }
-
-
-def _reference_folds(y, random_state, n_splits=5):
-    from sklearn.model_selection import ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
-
-    idx = np.arange(len(y))
-    if np.unique(y, return_counts=True)[1].min() >= n_splits:
-        return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(idx, y))
-    try:
-        return list(StratifiedShuffleSplit(n_splits=n_splits, test_size=0.2, random_state=random_state).split(idx, y))
-    except ValueError:
-        return list(ShuffleSplit(n_splits=n_splits, test_size=0.2, random_state=random_state).split(idx))
-
-
-def _top_k(y_true, y_probas, k, classes):
-    if k >= y_probas.shape[1]:
-        return np.nan
-    class_to_idx = {c: i for i, c in enumerate(classes)}
-    y_idx = np.array([class_to_idx.get(v, -1) for v in y_true])
-    valid = y_idx != -1
-    if not valid.any():
-        return np.nan
-    top = np.argpartition(y_probas, -k, axis=1)[:, -k:]
-    return np.mean(np.any(top[valid] == y_idx[valid][:, None], axis=1))
-
-
-def _reference_metrics(clf, y_val, p, spec_labels):
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
-
-    y_pred = clf.classes_[np.argmax(p, axis=1)]
-    cm = confusion_matrix(y_val, y_pred, labels=spec_labels)
-    tn = cm.sum() - (cm.sum(axis=1) + cm.sum(axis=0) - np.diag(cm))
-    fp = cm.sum(axis=0) - np.diag(cm)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
-    return {
-        "top1_accuracy": _top_k(y_val, p, 1, clf.classes_),
-        "top2_accuracy": _top_k(y_val, p, 2, clf.classes_),
-        "top3_accuracy": _top_k(y_val, p, 3, clf.classes_),
-        "f1_macro": f1_score(y_val, y_pred, average="macro", zero_division=0),
-        "f1_weighted": f1_score(y_val, y_pred, average="weighted", zero_division=0),
-        "precision_macro": precision_score(y_val, y_pred, average="macro", zero_division=0),
-        "recall_macro": recall_score(y_val, y_pred, average="macro", zero_division=0),
-        "specificity_macro": np.nanmean(spec),
-        "balanced_accuracy": balanced_accuracy_score(y_val, y_pred),
-    }
-
-
-def reference_cv(x, y, sw: Stopwatch, n_repeats=10, fractions=(0.1, 0.3, 0.5, 0.7, 1)):
-    from sklearn.model_selection import train_test_split
-
-    rows = []
-    n_classes = len(np.unique(y))
-    for frac in fractions:
-        if frac < 1.0 and int(np.ceil(frac * len(y))) < n_classes:
-            continue
-        for r in range(n_repeats):
-            t = time.perf_counter()
-            if frac < 1.0:
-                xs, _, ys, _ = train_test_split(x, y, train_size=frac, stratify=y, random_state=42 + r, shuffle=True)
-            else:
-                xs, ys = np.array(x), np.array(y)
-            folds = _reference_folds(ys, 42 + r)
-            sw.add("splits", time.perf_counter() - t)
-            for name, clf in _reference_classifiers().items():
-                for tr, va in folds:
-                    if len(np.unique(ys[tr])) < n_classes:
-                        continue
-                    t = time.perf_counter()
-                    clf.fit(xs[tr], ys[tr])
-                    p = clf.predict_proba(xs[va])
-                    sw.add(f"{name} fit+predict", time.perf_counter() - t)
-                    t = time.perf_counter()
-                    row = _reference_metrics(clf, ys[va], p, clf.classes_)
-                    sw.add("metrics", time.perf_counter() - t)
-                    row.update(train_fraction=frac, classifier=name)
-                    rows.append(row)
-    df = pd.DataFrame(rows)
-    spec = {"n_folds_used": ("top1_accuracy", "count")}
-    for m in METRICS:
-        spec[f"mean_{m}"] = (m, "mean")
-        spec[f"std_{m}"] = (m, "std")
-    return df.groupby(["train_fraction", "classifier"]).agg(**spec).reset_index()
-
-
-def reference_few_shot(x, y, sw: Stopwatch, shots=(1, 2, 3, 5, 10, 20), episodes=50, seed=0):
-    out = []
-    for k in shots:
-        for name, clf in _reference_classifiers(min(5, k)).items():
-            per = {m: [] for m in METRICS}
-            for e in range(episodes):
-                t = time.perf_counter()
-                rng = np.random.default_rng([seed, k, e])
-                train = []
-                for c in np.unique(y):
-                    members = np.where(y == c)[0]
-                    train.extend(rng.choice(members, size=min(k, len(members) - 1), replace=False))
-                train = np.array(train)
-                test = np.setdiff1d(np.arange(len(y)), train)
-                sw.add("episodes", time.perf_counter() - t)
-                t = time.perf_counter()
-                clf.fit(x[train], y[train])
-                p = clf.predict_proba(x[test])
-                sw.add(f"{name} fit+predict", time.perf_counter() - t)
-                t = time.perf_counter()
-                y_pred = clf.classes_[np.argmax(p, axis=1)]
-                present = np.unique(np.concatenate([y[test], y_pred]))
-                for m, v in _reference_metrics(clf, y[test], p, present).items():
-                    per[m].append(v)
-                sw.add("metrics", time.perf_counter() - t)
-            row = {"few_shot_values": k, "classifier": name, "n_repeats_successful": episodes}
-            for m in METRICS:
-                mean, std = np.nanmean(per[m]), np.nanstd(per[m])
-                if m.startswith("top"):
-                    row[f"mean_{m}"], row[f"std_{m}"] = mean, std
-                else:
-                    row[m], row[f"{m}_std"] = mean, std
-            out.append(row)
-    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------------- measuring
@@ -302,14 +172,16 @@ def run_ours(x, y, n_jobs, episodes, n_repeats):
 def run_reference(x, y, threads, episodes, n_repeats):
     from threadpoolctl import threadpool_limits
 
+    from palaeo_ssl.testing import rodgers2025_cross_validation, rodgers2025_few_shot
+
     sw = Stopwatch()
     with warnings.catch_warnings(), (threadpool_limits(limits=threads) if threads else nullcontext()):
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        cv = reference_cv(x, y, sw, n_repeats=n_repeats)
+        cv = rodgers2025_cross_validation(x, y, n_repeats=n_repeats, timer=sw.add)
         t_cv = time.perf_counter() - t
         t = time.perf_counter()
-        fs = reference_few_shot(x, y, sw, episodes=episodes)
+        fs = rodgers2025_few_shot(x, y, episodes=episodes, timer=sw.add)
         t_fs = time.perf_counter() - t
     return cv, fs, t_cv, t_fs, sw.t
 

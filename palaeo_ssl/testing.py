@@ -1,7 +1,12 @@
-"""Tiny random DINOv3 checkpoints and synthetic images for tests and demos.
+"""Tiny random DINOv3 checkpoints, synthetic images and a reference re-implementation, for tests and demos.
 
 Nothing here reaches the network. Features from a random-weight model say
 nothing about fossils: use them to exercise code paths, never as results.
+
+``rodgers2025_cross_validation`` and ``rodgers2025_few_shot`` re-implement the
+probe protocol of Rodgers (2025) plainly (scikit-learn estimators fitted one
+after another, as its notebook does); the tests and ``benchmarks/probe_speed.py``
+check that palaeo-ssl's ``paper`` protocol gives the same tables.
 """
 
 from __future__ import annotations
@@ -108,6 +113,210 @@ def make_class_folder_dataset(root: str | os.PathLike, n_classes: int = 3, per_c
         for j in range(per_class):
             write_synthetic_image(root / f"class_{c}" / f"img_{j:03d}.png", size=size, seed=seed * 10007 + c * 101 + j)
     return root
+
+
+# ---------------------------------------------------------------------- the reference protocol, re-implemented plainly
+#: The per-fold metrics of the reference code (Rodgers 2025), in its column order.
+RODGERS2025_METRICS = ("top1_accuracy", "top2_accuracy", "top3_accuracy", "f1_macro", "f1_weighted",
+                       "precision_macro", "recall_macro", "specificity_macro", "balanced_accuracy")
+#: Its two classifiers, by the names its tables use.
+RODGERS2025_CLASSIFIERS = ("k-Nearest Neighbours", "Logistic Regression")
+
+
+def rodgers2025_classifiers(k: int = 5) -> dict:
+    """The reference's two unfitted classifiers, by table name.
+
+    ``"k-Nearest Neighbours"``: ``Normalizer(norm="l2") -> KNeighborsClassifier(k, metric="cosine")``;
+    ``"Logistic Regression"``: ``LogisticRegression(random_state=42, max_iter=1000, class_weight="balanced")``
+    on the raw features. Plain scikit-learn, nothing from palaeo-ssl.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import Normalizer
+
+    return {
+        "k-Nearest Neighbours": Pipeline([("normalize", Normalizer(norm="l2")),
+                                          ("knn", KNeighborsClassifier(n_neighbors=k, metric="cosine"))]),
+        "Logistic Regression": LogisticRegression(random_state=42, max_iter=1000, class_weight="balanced"),
+    }
+
+
+def rodgers2025_folds(y: np.ndarray, random_state: int, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The reference's folds of labels ``y`` (n,): ``StratifiedKFold(5, shuffle=True)`` when every class has
+    5 images, else ``StratifiedShuffleSplit(5, test_size=0.2)``, else ``ShuffleSplit(5, test_size=0.2)``.
+    Returns (train indices, validation indices) pairs."""
+    from sklearn.model_selection import ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+
+    idx = np.arange(len(y))
+    if np.unique(y, return_counts=True)[1].min() >= n_splits:
+        return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(idx, y))
+    try:
+        return list(StratifiedShuffleSplit(n_splits=n_splits, test_size=0.2, random_state=random_state).split(idx, y))
+    except ValueError:
+        return list(ShuffleSplit(n_splits=n_splits, test_size=0.2, random_state=random_state).split(idx))
+
+
+def rodgers2025_top_k(y_true: np.ndarray, y_proba: np.ndarray, k: int, classes: np.ndarray) -> float:
+    """The reference's top-k accuracy: NaN when k >= the number of classes or no true label is among ``classes``;
+    rows whose true label the classifier never saw are left out. ``y_proba`` is (n, len(classes))."""
+    if k >= y_proba.shape[1]:
+        return np.nan
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    y_idx = np.array([class_to_idx.get(v, -1) for v in y_true])
+    valid = y_idx != -1
+    if not valid.any():
+        return np.nan
+    top = np.argpartition(y_proba, -k, axis=1)[:, -k:]
+    return float(np.mean(np.any(top[valid] == y_idx[valid][:, None], axis=1)))
+
+
+def rodgers2025_metrics(clf, y_true: np.ndarray, y_proba: np.ndarray, specificity_labels) -> dict[str, float]:
+    """The reference's metrics of one fitted classifier ``clf`` on one validation set.
+
+    Prediction is ``clf.classes_[argmax(y_proba)]``; F1, precision and recall use scikit-learn's functions
+    (``zero_division=0``); macro specificity is the NaN-mean of TN / (TN + FP) over the confusion matrix
+    of ``specificity_labels``. Returns {metric: value} for :data:`RODGERS2025_METRICS`.
+    """
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
+    y_pred = clf.classes_[np.argmax(y_proba, axis=1)]
+    cm = confusion_matrix(y_true, y_pred, labels=specificity_labels)
+    tn = cm.sum() - (cm.sum(axis=1) + cm.sum(axis=0) - np.diag(cm))
+    fp = cm.sum(axis=0) - np.diag(cm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
+    return {
+        "top1_accuracy": rodgers2025_top_k(y_true, y_proba, 1, clf.classes_),
+        "top2_accuracy": rodgers2025_top_k(y_true, y_proba, 2, clf.classes_),
+        "top3_accuracy": rodgers2025_top_k(y_true, y_proba, 3, clf.classes_),
+        "f1_macro": f1_score(y_true, y_pred, average="macro", zero_division=0),
+        "f1_weighted": f1_score(y_true, y_pred, average="weighted", zero_division=0),
+        "precision_macro": precision_score(y_true, y_pred, average="macro", zero_division=0),
+        "recall_macro": recall_score(y_true, y_pred, average="macro", zero_division=0),
+        "specificity_macro": np.nanmean(spec),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+    }
+
+
+def _no_timer(stage: str, seconds: float) -> None:
+    pass
+
+
+def rodgers2025_cross_validation(features: np.ndarray, labels: np.ndarray, n_repeats: int = 10,
+                                 fractions=(0.1, 0.3, 0.5, 0.7, 1), classifiers=RODGERS2025_CLASSIFIERS,
+                                 timer=None):
+    """The reference's cross-validated learning curve, one fit after another; its ``classification_cv_results``.
+
+    For each training fraction (skipped when it leaves fewer images than classes) and repeat r:
+    a stratified ``train_test_split(train_size=fraction, random_state=42 + r)`` (all data at 1),
+    :func:`rodgers2025_folds` of it with ``random_state=42 + r``, and each classifier of
+    :func:`rodgers2025_classifiers` fitted on every fold whose training part has every class
+    (other folds are skipped), scored by :func:`rodgers2025_metrics`. Aggregated as the reference does
+    (pandas): one row per (train_fraction, classifier), ``n_folds_used``, ``mean_<metric>``, ``std_<metric>``.
+
+    features : (n, d) array; labels : (n,) class labels; classifiers : which of the two to run.
+    timer : optional ``timer(stage, seconds)``, called with the time of each stage
+        (``"splits"``, ``"<classifier> fit+predict"``, ``"metrics"``), for benchmarks.
+    Returns a pandas DataFrame.
+    """
+    import time
+
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    timer = timer or _no_timer
+    rows = []
+    n_classes = len(np.unique(labels))
+    for frac in fractions:
+        if frac < 1.0 and int(np.ceil(frac * len(labels))) < n_classes:
+            continue
+        for r in range(n_repeats):
+            t = time.perf_counter()
+            if frac < 1.0:
+                xs, _, ys, _ = train_test_split(features, labels, train_size=frac, stratify=labels,
+                                                random_state=42 + r, shuffle=True)
+            else:
+                xs, ys = np.array(features), np.array(labels)
+            folds = rodgers2025_folds(ys, 42 + r)
+            timer("splits", time.perf_counter() - t)
+            for name, clf in rodgers2025_classifiers().items():
+                if name not in classifiers:
+                    continue
+                for tr, va in folds:
+                    if len(np.unique(ys[tr])) < n_classes:
+                        continue
+                    t = time.perf_counter()
+                    clf.fit(xs[tr], ys[tr])
+                    proba = clf.predict_proba(xs[va])
+                    timer(f"{name} fit+predict", time.perf_counter() - t)
+                    t = time.perf_counter()
+                    row = rodgers2025_metrics(clf, ys[va], proba, clf.classes_)
+                    timer("metrics", time.perf_counter() - t)
+                    row.update(train_fraction=frac, repeat=r, classifier=name)
+                    rows.append(row)
+    spec = {"n_folds_used": ("top1_accuracy", "count")}
+    for m in RODGERS2025_METRICS:
+        spec[f"mean_{m}"] = (m, "mean")
+        spec[f"std_{m}"] = (m, "std")
+    return pd.DataFrame(rows).groupby(["train_fraction", "classifier"]).agg(**spec).reset_index()
+
+
+def rodgers2025_few_shot(features: np.ndarray, labels: np.ndarray, shots=(1, 2, 3, 5, 10, 20), episodes: int = 50,
+                         seed: int = 0, classifiers=RODGERS2025_CLASSIFIERS, timer=None):
+    """The reference's few-shot table (``few_shot_cv_results``), one fit after another.
+
+    For each shot value k and classifier (the kNN with ``min(5, k)`` neighbours), ``episodes``
+    episodes: ``min(k, class size - 1)`` training images drawn per class, all others tested, scored by
+    :func:`rodgers2025_metrics` with specificity over the labels present in the test set or its
+    predictions; one row per (k, classifier) of NaN-means and NaN-stds (population) in the reference's
+    column names. The one departure from the reference: its episodes were unseeded; here episode e
+    of k draws from ``numpy.random.default_rng([seed, k, e])``, palaeo-ssl's documented generator,
+    so both see the same episodes.
+
+    timer : as in :func:`rodgers2025_cross_validation` (stages ``"episodes"``,
+        ``"<classifier> fit+predict"``, ``"metrics"``). Returns a pandas DataFrame.
+    """
+    import time
+
+    import pandas as pd
+
+    timer = timer or _no_timer
+    out = []
+    for k in shots:
+        for name, clf in rodgers2025_classifiers(min(5, k)).items():
+            if name not in classifiers:
+                continue
+            per = {m: [] for m in RODGERS2025_METRICS}
+            for e in range(episodes):
+                t = time.perf_counter()
+                rng = np.random.default_rng([seed, k, e])
+                train = []
+                for c in np.unique(labels):
+                    members = np.where(labels == c)[0]
+                    train.extend(rng.choice(members, size=min(k, len(members) - 1), replace=False))
+                train = np.array(train)
+                test = np.setdiff1d(np.arange(len(labels)), train)
+                timer("episodes", time.perf_counter() - t)
+                t = time.perf_counter()
+                clf.fit(features[train], labels[train])
+                proba = clf.predict_proba(features[test])
+                timer(f"{name} fit+predict", time.perf_counter() - t)
+                t = time.perf_counter()
+                y_pred = clf.classes_[np.argmax(proba, axis=1)]
+                present = np.unique(np.concatenate([labels[test], y_pred]))
+                for m, v in rodgers2025_metrics(clf, labels[test], proba, present).items():
+                    per[m].append(v)
+                timer("metrics", time.perf_counter() - t)
+            row = {"few_shot_values": k, "classifier": name, "n_repeats_successful": episodes}
+            for m in RODGERS2025_METRICS:
+                mean, std = np.nanmean(per[m]), np.nanstd(per[m])
+                if m.startswith("top"):
+                    row[f"mean_{m}"], row[f"std_{m}"] = mean, std
+                else:
+                    row[m], row[f"{m}_std"] = mean, std
+            out.append(row)
+    return pd.DataFrame(out)
 
 
 def _main(argv: list[str] | None = None) -> int:
