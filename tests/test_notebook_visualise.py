@@ -42,6 +42,7 @@ def test_committed_notebook_has_papermill_parameters_and_no_outputs():
     assert "random weights" in text and "say nothing" in text
 
 
+@pytest.mark.slow
 def test_notebook_runs_headless_with_the_tiny_model(tiny_model, tmp_path):
     papermill = pytest.importorskip("papermill")
     image = _image(tmp_path / "tall_specimen.png", (70, 200), 0)

@@ -1,6 +1,8 @@
 """`palaeo-ssl run` and notebook 01 on data/example with the tiny random model.
 
 Random weights: these tests check files, reuse and resumption, never accuracy.
+Every test that runs the pipeline is ``slow``; the tests that only read a run's
+files share one run (``paper_run``), and the rerun tests start from it.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ FAST = ["--episodes", "3", "--repeats", "2", "--no-progress", "--workers", "0"]
 
 @pytest.fixture(scope="module")
 def paper_run(tiny_model, tmp_path_factory):
+    """One paper-protocol run of data/example, shared by every test that reads or reruns it."""
     out = tmp_path_factory.mktemp("run") / "example"
     code = main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
                  "--reference", "radiolaria", *FAST])
@@ -70,6 +73,7 @@ def paper_run(tiny_model, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_run_writes_every_file(paper_run):
     out = paper_run
     for rel in EXPECTED:
@@ -80,6 +84,7 @@ def test_run_writes_every_file(paper_run):
     assert len(stores) == 1
 
 
+@pytest.mark.slow
 def test_manifest_and_readme(paper_run):
     out = paper_run
     m = json.loads((out / "manifest.json").read_text())
@@ -99,6 +104,7 @@ def test_manifest_and_readme(paper_run):
             assert len(line.split(": ", 1)[1]) > 10  # every file has a description
 
 
+@pytest.mark.slow
 def test_reference_comparison(paper_run):
     out = paper_run
     cmp = pd.read_csv(out / "reference_comparison.csv")
@@ -110,6 +116,7 @@ def test_reference_comparison(paper_run):
     assert cmp[cmp.section == "disparity"]["this_run"].notna().all()
 
 
+@pytest.mark.slow
 def test_second_run_recomputes_nothing(paper_run, tiny_model):
     out = paper_run
     before = {p: p.stat().st_mtime_ns for p in (out / "probes").glob("*.csv")}
@@ -121,15 +128,18 @@ def test_second_run_recomputes_nothing(paper_run, tiny_model):
     assert {p: p.stat().st_mtime_ns for p in (out / "probes").glob("*.csv")} == before
 
 
+@pytest.mark.slow
 def test_one_more_image_redoes_only_what_changed(paper_run, tiny_model, tmp_path):
     import shutil
 
+    # the first run is paper_run: a copy of its results beside a copy of its data (copytree keeps the
+    # files' sizes and modification times, which the store's fingerprints are made of)
     data = tmp_path / "example"
     shutil.copytree(EXAMPLE, data)
     out = tmp_path / "res"
+    shutil.copytree(paper_run, out)
     args = ["run", str(data), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
-            "--no-explorer", *FAST]
-    assert main(args) == 0
+            "--reference", "radiolaria", *FAST]
     shutil.copy(data / "diatom" / sorted(p.name for p in (data / "diatom").iterdir())[0],
                 data / "diatom" / "one_more.jpg")
     assert main(args) == 0
@@ -145,6 +155,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_killed_after_extraction_resumes_at_next_stage(tiny_model, tmp_path):
     out = tmp_path / "res"
     args = ["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "standard",
@@ -174,6 +185,7 @@ def test_bad_reference_and_protocol(tmp_path, tiny_model, capsys):
     assert "--reference compares with the paper's tables, so it needs the paper protocol" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_notebook_01_runs_headless(tiny_model, tmp_path):
     papermill = pytest.importorskip("papermill")
     nb = nbformat.read(NOTEBOOK, as_version=4)
