@@ -221,6 +221,7 @@ print(json.dumps(runs))
 """
 
 
+@pytest.mark.slow
 def test_a_new_hub_revision_is_a_new_store(dataset, tiny_model, tmp_path):
     # a Hub model served offline from a local cache, whose "main" moves to a new commit
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
@@ -311,6 +312,7 @@ palaeo_ssl.extract_embeddings(sys.argv[1], model=sys.argv[2], out=sys.argv[3], w
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, tiny_model):
     data = make_class_folder_dataset(tmp_path / "data", n_classes=4, per_class=30, size=(96, 96))
     out = tmp_path / "out"
@@ -385,6 +387,7 @@ def test_cli_exit_codes_and_messages(tmp_path, tiny_model, capsys):
     assert "4 embedded" in outp and "embeddings written to" in outp
 
 
+@pytest.mark.slow
 def test_cli_console_script_help():
     r = subprocess.run([sys.executable, "-m", "palaeo_ssl", "extract", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
@@ -393,7 +396,18 @@ def test_cli_console_script_help():
         assert opt in r.stdout
 
 
+def test_module_entry_point_in_this_process(monkeypatch, capsys):
+    """``python -m palaeo_ssl`` (the subprocess test above is slow) runs the command line."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["palaeo-ssl", "extract", "--help"])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("palaeo_ssl", run_name="__main__")
+    assert exc.value.code == 0 and "--pooling" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------- real fossils
+@pytest.mark.slow
 def test_fusulinids_end_to_end(fusulinids, tiny_model, tmp_path):
     emb = _extract(fusulinids, tiny_model, tmp_path / "out", workers=1)
     assert len(emb) == 119 and emb.n_classes == 6

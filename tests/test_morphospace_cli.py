@@ -43,6 +43,7 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def standard_result(store, tmp_path_factory):
+    """The standard protocol with figures, a comparison and permutations (slow: the tests that read it are)."""
     out = tmp_path_factory.mktemp("morph") / "standard"
     return run_morphospace(store, out, n_boot=40, n_boot_std=5, compare={"classes": (["alpha"], ["beta", "delta"])},
                            n_permutations=99)
@@ -54,6 +55,7 @@ def standard_run(standard_result):
     return standard_result.files[-1].parent
 
 
+@pytest.mark.slow
 def test_standard_run_writes_and_reads_back_everything(standard_run, store):
     out = standard_run
     for stem in ("pca", "umap", "tsne", "dist_hist", "rarefaction", "outliers", "suspect_labels", "silhouette_k",
@@ -113,6 +115,7 @@ def test_standard_run_writes_and_reads_back_everything(standard_run, store):
         assert text.startswith("% requires: booktabs") and "\\begin{tabular}" in text
 
 
+@pytest.mark.slow
 def test_tex_compiles(standard_run):
     for tex in ("clustering_metrics.tex", "morphology_report.tex"):
         try:
@@ -122,6 +125,7 @@ def test_tex_compiles(standard_run):
         assert ok, log
 
 
+@pytest.mark.slow
 def test_columns_match_the_reference(standard_run):
     clus = pd.read_csv(standard_run / "clustering_metrics.csv")
     morph = pd.read_csv(standard_run / "morphology_report.csv")
@@ -138,6 +142,7 @@ def test_columns_match_the_reference(standard_run):
             assert set(pd.read_csv(ds / "clustering_metrics.csv")["Algorithm"]) <= set(clus["Algorithm"])
 
 
+@pytest.mark.slow
 def test_summary_and_paper_protocol_reuse_the_projections(standard_run, store, tmp_path, capsys):
     out = tmp_path / "paper"
     out.mkdir()
@@ -168,6 +173,7 @@ def test_summary_and_paper_protocol_reuse_the_projections(standard_run, store, t
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_unlabelled_store(store, tmp_path):
     from palaeo_ssl import load_embeddings
 
@@ -182,6 +188,7 @@ def test_unlabelled_store(store, tmp_path):
     assert (tmp_path / "suspect_labels.csv").is_file()
 
 
+@pytest.mark.slow
 def test_explorer_inputs(standard_result, standard_run):
     inp = explorer_inputs(standard_result)
     assert inp["coords"].shape == (160, 2) and np.isfinite(inp["coords"]).all()
@@ -193,23 +200,38 @@ def test_explorer_inputs(standard_result, standard_run):
     assert np.isfinite(inp["suspect_score"]).all()
 
 
-def test_group_column_and_errors(store, tmp_path, capsys):
+def _period_table(store, folder) -> Path:
     from palaeo_ssl import load_embeddings
 
     emb = load_embeddings(store)
-    manifest = tmp_path / "manifest.csv"
+    manifest = folder / "manifest.csv"
     pd.DataFrame({"path": emb.paths, "period": ["Permian" if i % 2 else "Carboniferous" for i in range(160)]}) \
         .to_csv(manifest, index=False)
-    a_name, a, b_name, b = groups_from_column(emb, manifest, "period")
-    assert (a_name, b_name) == ("Carboniferous", "Permian") and a.size == b.size == 80
+    return manifest
+
+
+@pytest.mark.slow
+def test_group_column_drives_the_disparity_test(store, tmp_path, capsys):
+    manifest = _period_table(store, tmp_path)
     out = tmp_path / "m"
     assert main(["morphospace", str(store), "--out", str(out), "--no-progress", "--no-figures", "--bootstrap", "10",
                  "--bootstrap-std", "2", "--groups", str(manifest), "--group-column", "period",
                  "--permutations", "19"]) == 0
     assert pd.read_csv(out / "disparity_test.csv").loc[0, "n_b"] == 80
     capsys.readouterr()
+    # (slow too: the classes are checked only after the projections and the clustering)
     assert main(["morphospace", str(store), "--out", str(out), "--compare-classes", "alpha", "--vs", "nope"]) == 2
     assert "unknown class(es) ['nope']" in capsys.readouterr().err
+
+
+def test_group_column_and_errors(store, tmp_path, capsys):
+    from palaeo_ssl import load_embeddings
+
+    emb = load_embeddings(store)
+    manifest = _period_table(store, tmp_path)
+    a_name, a, b_name, b = groups_from_column(emb, manifest, "period")
+    assert (a_name, b_name) == ("Carboniferous", "Permian") and a.size == b.size == 80
+    out = tmp_path / "m"
     assert main(["morphospace", str(store), "--out", str(out), "--groups", str(manifest)]) == 2
     assert "--group-column" in capsys.readouterr().err
     assert main(["morphospace", str(store), "--out", str(out), "--group-values", "a", "b"]) == 2  # not ignored
@@ -217,6 +239,7 @@ def test_group_column_and_errors(store, tmp_path, capsys):
     assert main(["morphospace", str(tmp_path / "missing"), "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_large_scatter_pdf_stays_small(tmp_path):
     from palaeo_ssl.plots.morphospace import plot_projection
 
@@ -227,3 +250,75 @@ def test_large_scatter_pdf_stays_small(tmp_path):
     paths = plot_projection(coords, groups, names, tmp_path / "big", title="60,000 points, 50 classes")
     pdf = tmp_path / "big.pdf"
     assert pdf in paths and 10_000 < pdf.stat().st_size < 3_000_000
+
+
+# ---------------------------------------------------------------------- the fast tier
+def _first_axes(features, *, n_components=2, seed=0, **_):
+    """Stands in for UMAP in the fast tier: the first principal axes of the L2-normalised rows."""
+    from palaeo_ssl.morphospace.projections import unit_rows
+
+    x = unit_rows(features)
+    u, s, _vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    return (u[:, :n_components] * s[:n_components]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_result(store, tmp_path_factory):
+    """The standard protocol on the store with small bootstrap and permutation counts, UMAP replaced.
+
+    UMAP's first call in a process compiles its numba code (about 10 s); the slow tests run the
+    real one. Everything around it (cache, clustering spaces, tables, explorer inputs) is the same code.
+    """
+    from palaeo_ssl.morphospace import MorphospaceConfig, compute_morphospace, projections
+
+    config = MorphospaceConfig(n_boot=10, n_boot_std=2, rarefaction_repeats=3, n_permutations=19,
+                               compare={"classes": (["alpha"], ["beta", "delta"])})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(projections, "umap_projection", _first_axes)
+        return compute_morphospace(store, config, cache=tmp_path_factory.mktemp("small_morph"))
+
+
+def test_small_morphospace_tables_written_and_read_back(small_result, tmp_path):
+    from palaeo_ssl.morphospace import write_morphospace
+
+    result = small_result
+    assert result.projections["umap"].shape == (160, 2) and result.projections["umap15"].shape == (160, 15)
+    assert set(result.tables) >= {"clustering", "morphology", "per_class", "rarefaction", "distance_histogram",
+                                  "outliers", "suspect_labels", "disparity_test"}
+    files = write_morphospace(result, tmp_path, figures=False)
+    assert files and all(f.is_file() for f in files) and not list(tmp_path.glob("*.png"))
+    clus = pd.read_csv(tmp_path / "clustering_metrics.csv")
+    assert set(clus["Pipeline"]) == {"PCA", "Exploratory UMAP"} and clus["ARI"].between(-1, 1).all()
+    assert pd.read_csv(tmp_path / "outliers.csv")["outlier_rank"].tolist() == list(range(1, 161))
+    assert pd.read_csv(tmp_path / "disparity_test.csv").loc[0, "n_a"] == 39  # one alpha image is labelled beta
+    assert pd.read_csv(tmp_path / "morphology_report.csv").loc[0, "n_samples"] == 160
+    assert len(pd.read_csv(tmp_path / "cluster_labels.csv")) == 160
+    for tex in ("clustering_metrics.tex", "morphology_report.tex"):
+        assert (tmp_path / tex).read_text().startswith("% requires: booktabs")
+    info = json.loads((tmp_path / "morphospace.json").read_text())
+    assert info["n_images"] == 160 and info["protocol"] == "standard"
+    inp = explorer_inputs(result)
+    assert inp["coords"].shape == (160, 2) and inp["neighbours"].shape == (160, 11)
+    np.testing.assert_allclose(inp["outlier_score"],
+                               pd.read_csv(tmp_path / "outliers.csv").sort_values("index")["outlier_score"])
+
+
+def test_small_morphospace_figures(small_result, store, tmp_path):
+    from palaeo_ssl.plots import morphospace as pm
+
+    r, emb = small_result, small_result.embeddings
+    files = pm.plot_projection(r.projections["pca"], emb.labels, emb.class_names, tmp_path / "pca", title="PCA",
+                               note="a note")
+    files += pm.plot_cluster_panels(r.projections["umap"], dict(list(r.clusters.items())[:2]), tmp_path / "clusters",
+                                    title="clusters")
+    files += pm.plot_distance_histogram(r.tables["distance_histogram"], tmp_path / "dist_hist")
+    files += pm.plot_rarefaction(r.tables["rarefaction"], tmp_path / "rarefaction", overall="all images")
+    files += pm.plot_silhouette_search(r.clustering.silhouette_curves, {}, tmp_path / "silhouette_k")
+    top = r.tables["outliers"].head(4)
+    files += pm.plot_contact_sheet([emb.image_path(int(i)) for i in top["index"]] + [None], list("abcde"),
+                                   tmp_path / "outliers", title="outliers")
+    files += pm.plot_contact_sheet([], [], tmp_path / "empty", title="none", empty_message="nothing")
+    for stem in ("pca", "clusters", "dist_hist", "rarefaction", "silhouette_k", "outliers", "empty"):
+        assert tmp_path / f"{stem}.png" in files and tmp_path / f"{stem}.pdf" in files
+        assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"

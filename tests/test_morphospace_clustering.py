@@ -56,6 +56,7 @@ def test_without_labels_no_known_k_and_no_external_metrics(blobs):
     assert res.table["ARI"].isna().all() and res.table["Silhouette"].notna().all()
 
 
+@pytest.mark.slow
 def test_standard_hdbscan_on_30_clusters_of_20000_points():
     x, y = make_blobs(n_samples=20000, n_features=10, centers=30, cluster_std=1.0, center_box=(-30, 30), random_state=0)
     lab = cl.hdbscan_labels(x.astype(np.float32), "standard", seed=0)

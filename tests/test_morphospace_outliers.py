@@ -120,6 +120,7 @@ def test_retrieval_finds_the_query_first(blobs):
     assert (np.diff(t["similarity"]) <= 0).all()
 
 
+@pytest.mark.slow  # UMAP's first call in a process compiles its numba code (about 10 s)
 def test_projections_are_seeded_and_cached(tmp_path, blobs):
     x, _ = blobs
     x = x[:150]
@@ -143,6 +144,37 @@ def test_projections_are_seeded_and_cached(tmp_path, blobs):
     only = pj.compute_projections(x, None, seed=1, which=("umap",), timings=times3)
     assert set(times3) == {"knn", "umap"} and "pca" not in only  # only what was asked for
     np.testing.assert_array_equal(only["umap"], a["umap"])
+
+
+def test_projection_cache_and_seeds_with_umap_stood_in(tmp_path, blobs, monkeypatch):
+    """The test above for the fast tier: UMAP replaced, so no numba compile; PCA, t-SNE, the graph and the cache real."""
+    calls = []
+
+    def stand_in(features, *, n_components=2, seed=0, knn=None, **_):
+        calls.append((n_components, seed, knn is not None and knn[0].shape[0] == len(features)))
+        return np.asarray(features)[:, :n_components].astype(np.float32)
+
+    monkeypatch.setattr(pj, "umap_projection", stand_in)
+    x, _ = blobs
+    x = x[:150]
+    times: dict[str, float] = {}
+    a = pj.compute_projections(x, tmp_path, seed=1, timings=times)
+    assert set(times) == {"pca", "knn", "umap", "umap15", "tsne"}
+    assert calls == [(2, 1, True), (15, 1, True)]  # both UMAPs get the seed and the one neighbour graph
+    assert a["pca"].shape == (150, 2) and a["umap"].shape == (150, 2) and a["umap15"].shape == (150, 15)
+    assert a["knn_indices"].shape == (150, pj.KNN_K + 1) and np.isfinite(a["tsne"]).all()
+    times2: dict[str, float] = {}
+    b = pj.compute_projections(x, tmp_path, seed=1, timings=times2)
+    assert times2 == {} and len(calls) == 2  # everything came from the cache
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    np.testing.assert_array_equal(pj.compute_projections(x, None, seed=1, which=("tsne",))["tsne"], a["tsne"])
+    times_other: dict[str, float] = {}
+    pj.compute_projections(x, tmp_path, seed=2, which=("pca", "tsne"), timings=times_other)
+    assert set(times_other) == {"tsne"}  # another seed is another t-SNE; PCA is not seeded
+    times3: dict[str, float] = {}
+    only = pj.compute_projections(x, None, seed=1, which=("umap",), timings=times3)
+    assert set(times3) == {"knn", "umap"} and "pca" not in only and "tsne" not in only
 
 
 def test_tsne_subsample_is_stated_by_nan_rows(blobs):

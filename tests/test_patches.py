@@ -311,3 +311,31 @@ def test_unreadable_image_is_a_user_error(tmp_path):
         P.load_rgb(bad)
     with pytest.raises(UserError, match="does not exist"):
         P.load_rgb(tmp_path / "missing.png")
+
+
+
+def test_specimen_figures_from_the_library(backbone, tmp_path):
+    """The figures of ``palaeo-ssl visualise`` without the command (whose tests are slow): the files of a view
+    without attention are written; the attention, shared-basis and correspondence figures are drawn."""
+    import matplotlib.pyplot as plt
+
+    from palaeo_ssl.plots import patches as pp
+
+    photo = object_image(tmp_path / "tall.png", size=(40, 100))
+    files = pp.write_specimen_figures(P.view_specimen(backbone, photo, size=96, attention=False), tmp_path / "out")
+    assert set(files) == {"pca_rgb", "foreground", "overlay"}
+    for name, (png, pdf) in files.items():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-", name
+    with Image.open(files["pca_rgb"][0]) as im, Image.open(files["foreground"][0]) as mask:
+        assert im.size == mask.size == (40, 100)  # the photograph's own pixel size
+
+    view = P.view_specimen(backbone, photo, size=96)
+    other = P.view_specimen(backbone, object_image(tmp_path / "other.png", size=(64, 64), seed=1), size=64)
+    _, colours = P.shared_basis([view, other])
+    n_heads = view.tokens.attention.num_heads
+    for fig, min_axes in ((pp.plot_attention_cls(view), 1), (pp.plot_attention_heads(view), n_heads),
+                          (pp.plot_shared_basis([view, other], colours), 2),
+                          (pp.plot_correspondence(view, P.match(view, None, other), other), 2)):
+        fig.canvas.draw()
+        assert len([ax for ax in fig.axes if ax.get_visible()]) >= min_axes
+        plt.close(fig)

@@ -185,6 +185,38 @@ def test_bad_reference_and_protocol(tmp_path, tiny_model, capsys):
     assert "--reference compares with the paper's tables, so it needs the paper protocol" in capsys.readouterr().err
 
 
+def test_stages_run_once_per_key_and_again_when_a_file_is_gone(tmp_path):
+    """The bookkeeping behind reuse and resumption, without a run (the runs above are slow)."""
+    from palaeo_ssl.pipeline import Stages
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        table = tmp_path / "probes" / "table.csv"
+        table.parent.mkdir(exist_ok=True)
+        table.write_text("a,b\n1,2\n")
+        return [table], {"call": len(calls)}
+
+    first = Stages(tmp_path).run("probes_paper", {"emb": "abc", "seed": 0}, compute)
+    assert not first.reused and first.files == ["probes/table.csv"] and len(calls) == 1
+    again = Stages(tmp_path).run("probes_paper", {"emb": "abc", "seed": 0}, compute)  # a later run, same key
+    assert again.reused and again.files == first.files and again.info["call"] == 1 and len(calls) == 1
+    assert not Stages(tmp_path).run("probes_paper", {"emb": "abc", "seed": 1}, compute).reused  # another key
+    (tmp_path / "probes" / "table.csv").unlink()
+    assert not Stages(tmp_path).run("probes_paper", {"emb": "abc", "seed": 1}, compute).reused  # a file is gone
+    assert not Stages(tmp_path, force=True).run("probes_paper", {"emb": "abc", "seed": 1}, compute).reused
+    assert len(calls) == 4
+
+
+def test_every_file_a_run_writes_has_a_description():
+    from palaeo_ssl.pipeline import describe_file
+
+    generic = describe_file("somewhere/unknown.xyz")
+    for rel in EXPECTED + ["morphospace/umap_clusters_hdbscan.png", "embeddings/store/features.npy"]:
+        assert describe_file(rel) != generic and len(describe_file(rel)) > 10, rel
+
+
 @pytest.mark.slow
 def test_notebook_01_runs_headless(tiny_model, tmp_path):
     papermill = pytest.importorskip("papermill")

@@ -57,6 +57,7 @@ def _in_unit(df, cols):
     assert v.size and (v >= 0).all() and (v <= 1).all()
 
 
+@pytest.mark.slow
 def test_probe_cli_paper_writes_reference_tables(store, tmp_path, capsys):
     out = tmp_path / "paper"
     rc = main(["probe", str(store), "--out", str(out), "--protocol", "paper", "--repeats", "2", "--episodes", "3",
@@ -108,6 +109,7 @@ def test_probe_cli_paper_writes_reference_tables(store, tmp_path, capsys):
     assert run["n_folds_skipped"] == len(skipped) == 50 - run["logreg_fits"]
 
 
+@pytest.mark.slow
 def test_probe_cli_standard_writes_intervals_and_paired_comparisons(store, tmp_path):
     out = tmp_path / "standard"
     rc = main(["probe", str(store), "--out", str(out), "--probes", "knn,centroid", "--repeats", "2",
@@ -192,3 +194,30 @@ def test_accuracy_figures_carry_reference_lines_labels_and_range():
         levels = {line.get_label(): line.get_ydata()[0] for line in ax.lines}
         assert levels["Best in literature"] == pytest.approx(90) and levels["Majority class"] == pytest.approx(30)
     assert fig.axes[0].get_xscale() == "log"
+
+
+def test_probe_report_from_the_library(store, tmp_path):
+    """The probe stage without the command (whose tests compile the LaTeX and are slow): computed, written, read."""
+    from palaeo_ssl.probes import ProbeConfig, compute_probe_report, write_probe_report
+
+    config = ProbeConfig(protocol="paper", fractions=(0.5, 1.0), n_repeats=1, shots=(1, 2), episodes=2,
+                         literature_best=0.9)
+    result = compute_probe_report(store, config, n_jobs=1)
+    assert result.few_shot is not None and set(result.timings) >= {"cross-validation", "few-shot", "total"}
+    files = write_probe_report(result, tmp_path)
+    assert all(f.is_file() for f in files) and set(files) == set(result.files)
+    cv = pd.read_csv(tmp_path / "classification_cv_results.csv")
+    assert list(cv.columns) == REFERENCE_CV_COLUMNS and sorted(set(cv["train_fraction"])) == [0.5, 1.0]
+    _in_unit(cv, [c for c in cv.columns if c.startswith("mean_")])
+    fs = pd.read_csv(tmp_path / "few_shot_cv_results.csv")
+    assert list(fs.columns) == REFERENCE_FS_COLUMNS and fs["few_shot_values"].tolist() == [1, 1, 2, 2]
+    per_class = pd.read_csv(tmp_path / "per_class_metrics.csv", keep_default_na=False)
+    assert (per_class.groupby("classifier")["support"].sum() == 100).all()
+    tex = (tmp_path / "per_class_metrics.tex").read_text()
+    assert tex.startswith("% requires:") and r"50\% \& more" in tex and r"x\textasciicircum{}y \{z\}" in tex
+    assert r"\toprule" in (tmp_path / "classification_cv_results.tex").read_text()
+    for stem in ("accuracy_with_data", "few_shot_accuracy", "confusion_matrix"):
+        assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+    run = json.loads((tmp_path / "probe_run.json").read_text())
+    assert run["protocol"] == "paper" and run["n_classes"] == 4 and run["literature_best"] == 0.9
