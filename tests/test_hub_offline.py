@@ -44,6 +44,7 @@ def _run_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.Completed
     return r, time.perf_counter() - t
 
 
+@pytest.mark.slow
 def test_unreachable_hub_fails_fast_with_one_message(tmp_path):
     data = REPO / "data" / "example"
     args = ["extract", str(data), "--out", str(tmp_path / "out")]
@@ -79,6 +80,7 @@ print(json.dumps([info.cache_only, info.revision, b.random_weights, time.perf_co
 """
 
 
+@pytest.mark.slow
 def test_unreachable_hub_reads_the_cache(tmp_path, tiny_model):
     """Without HF_HUB_OFFLINE, a cached model still loads (from the cache, no retries) when the Hub is unreachable."""
     env = _child_env(tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", HF_HUB_CACHE=str(tmp_path / "hub"))
@@ -169,6 +171,7 @@ for name in ("huggingface_hub.file_download", "transformers.modeling_utils", "pa
 """
 
 
+@pytest.mark.slow
 def test_cli_prints_library_log_lines_once(tmp_path):
     """huggingface_hub (and transformers on CI) print through their own handlers: the CLI's must not repeat them."""
     env = _child_env(tmp_path, HF_HUB_OFFLINE="1", CI="1")  # CI=1: transformers lets its records propagate

@@ -314,28 +314,42 @@ def test_unreadable_image_is_a_user_error(tmp_path):
 
 
 
-def test_specimen_figures_from_the_library(backbone, tmp_path):
-    """The figures of ``palaeo-ssl visualise`` without the command (whose tests are slow): the files of a view
-    without attention are written; the attention, shared-basis and correspondence figures are drawn."""
+
+def test_specimen_visualisation_from_the_library(backbone, tmp_path):
+    """The visualise stage without the command (whose tests load the model and write every figure: slow):
+    computed with a shared basis and a correspondence, every figure drawn, those of a view without
+    attention written (each PNG + PDF costs about half a second)."""
+    import json
+
     import matplotlib.pyplot as plt
 
+    from palaeo_ssl.patches.visualise import SpecimenVisualisation, visualise_specimen, write_visualisation
     from palaeo_ssl.plots import patches as pp
 
-    photo = object_image(tmp_path / "tall.png", size=(40, 100))
-    files = pp.write_specimen_figures(P.view_specimen(backbone, photo, size=96, attention=False), tmp_path / "out")
-    assert set(files) == {"pca_rgb", "foreground", "overlay"}
-    for name, (png, pdf) in files.items():
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-", name
-    with Image.open(files["pca_rgb"][0]) as im, Image.open(files["foreground"][0]) as mask:
-        assert im.size == mask.size == (40, 100)  # the photograph's own pixel size
-
-    view = P.view_specimen(backbone, photo, size=96)
-    other = P.view_specimen(backbone, object_image(tmp_path / "other.png", size=(64, 64), seed=1), size=64)
-    _, colours = P.shared_basis([view, other])
-    n_heads = view.tokens.attention.num_heads
-    for fig, min_axes in ((pp.plot_attention_cls(view), 1), (pp.plot_attention_heads(view), n_heads),
-                          (pp.plot_shared_basis([view, other], colours), 2),
-                          (pp.plot_correspondence(view, P.match(view, None, other), other), 2)):
+    tall = object_image(tmp_path / "tall.png", size=(40, 100))
+    other = object_image(tmp_path / "other.png", size=(64, 64), seed=1)
+    res = visualise_specimen(tall, backbone=backbone, size=96, basis=[other], compare=other, point=(20, 50))
+    summary = res.summary()
+    assert summary["grid"] == list(res.view.grid) and summary["image_size"] == [40, 100]
+    assert summary["shared_basis"] == ["tall.png", "other.png"] and len(res.basis_colours) == 2
+    assert summary["correspondence"]["point"] == [20.0, 50.0]
+    assert -1 <= summary["correspondence"]["best_similarity"] <= 1
+    for fig, min_axes in ((pp.plot_attention_cls(res.view), 1),
+                          (pp.plot_attention_heads(res.view), res.view.tokens.attention.num_heads),
+                          (pp.plot_shared_basis(res.basis_views, res.basis_colours), 2),
+                          (pp.plot_correspondence(res.view, res.correspondence, res.other), 2)):
         fig.canvas.draw()
         assert len([ax for ax in fig.axes if ax.get_visible()]) >= min_axes
         plt.close(fig)
+
+    bare = SpecimenVisualisation(image=tall, view=P.view_specimen(backbone, tall, size=96, attention=False,
+                                                                  name="tall.png"), size=96, model=res.model)
+    files = write_visualisation(bare, tmp_path / "out")
+    assert {p.name for p in files} == {f"{n}.{e}" for n in ("pca_rgb", "foreground", "overlay")
+                                       for e in ("png", "pdf")} | {"visualise.json"}
+    for png in (p for p in files if p.suffix == ".png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(tmp_path / "out" / "pca_rgb.png") as im, Image.open(tmp_path / "out" / "foreground.png") as m:
+        assert im.size == m.size == (40, 100)  # the photograph's own pixel size
+    info = json.loads((tmp_path / "out" / "visualise.json").read_text())
+    assert info["grid"] == list(bare.view.grid) and set(info["files"]) == {"pca_rgb", "foreground", "overlay"}

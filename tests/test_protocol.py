@@ -71,6 +71,7 @@ def test_configs_normalise_and_check_their_values():
         MorphospaceConfig(tsne_max_points=0)
 
 
+@pytest.mark.slow
 def test_probe_command_and_run_probe_report_without_a_protocol_write_identical_tables(tmp_path):
     import numpy as np
     import pandas as pd
