@@ -194,9 +194,15 @@ def test_demo_command_without_data_says_what_to_do(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_end_to_end_on_random_weights(tmp_path, monkeypatch, capsys):
     """The whole fallback run, on a small set like data/example: every output of the random-weight run is marked."""
+    import palaeo_ssl.pipeline
     from palaeo_ssl.cli import main
     from palaeo_ssl.synthetic import make_example_dataset
 
+    # the demo's own settings (both protocols, 10 repeats, 50 episodes) are most of this test's time; what is
+    # checked here (every file of the run marked) does not depend on how many repeats a table averages
+    full_run = palaeo_ssl.pipeline.run_pipeline
+    monkeypatch.setattr(palaeo_ssl.pipeline, "run_pipeline",
+                        lambda *args, **kwargs: full_run(*args, **kwargs, episodes=3, repeats=2))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(REPO)
     data = make_example_dataset(tmp_path / "data", n_per_class=5, seed=0, size=64)
