@@ -89,20 +89,36 @@ def latex_table(
     columns = list(columns) if columns is not None else list(df.columns)
     headers = dict(headers or {})
     pm = dict(pm or {})
-    bold = dict(bold or {})
     hidden = set(pm.values())
     shown = [c for c in columns if c not in hidden]
-    if isinstance(group_by, str):
-        group_cols = [group_by]
-    else:
-        group_cols = list(group_by or [])
-
+    group_cols = [group_by] if isinstance(group_by, str) else list(group_by or [])
     work = df.reset_index(drop=True)
     if group_cols:
         group_keys = [tuple(row) for row in work[group_cols].itertuples(index=False, name=None)]
     else:
         group_keys = [()] * len(work)
+    best = _best_cells(work, dict(bold or {}), group_keys)
 
+    lines = [f"% requires: {', '.join(LATEX_PACKAGES)}", r"\begin{table}[htbp]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    align = "".join("r" if pd.api.types.is_numeric_dtype(work[c]) else "l" for c in shown)
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+              " & ".join(latex_escape(headers.get(c, c)) for c in shown) + r" \\", r"\midrule"]
+    prev_key = None
+    for i, row in work.iterrows():
+        if group_cols and prev_key is not None and group_keys[i] != prev_key:
+            lines.append(r"\midrule")
+        prev_key = group_keys[i]
+        lines.append(" & ".join(_cell(row, c, pm, digits, best.get((i, c), False)) for c in shown) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _best_cells(work: pd.DataFrame, bold: Mapping[str, str], group_keys: list[tuple]) -> dict[tuple[int, str], bool]:
+    """``{(row, column): True}`` for the best value ("max" or "min") of each ``bold`` column within each group."""
     best: dict[tuple[int, str], bool] = {}
     for col, how in bold.items():
         if col not in work:
@@ -117,39 +133,17 @@ def latex_table(
             for i in rows:
                 if vals.iloc[i] == target:
                     best[(i, col)] = True
+    return best
 
-    lines = [f"% requires: {', '.join(LATEX_PACKAGES)}"]
-    lines.append(r"\begin{table}[htbp]")
-    lines.append(r"\centering")
-    if caption:
-        lines.append(rf"\caption{{{latex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    align = "".join("r" if pd.api.types.is_numeric_dtype(work[c]) else "l" for c in shown)
-    lines.append(rf"\begin{{tabular}}{{{align}}}")
-    lines.append(r"\toprule")
-    lines.append(" & ".join(latex_escape(headers.get(c, c)) for c in shown) + r" \\")
-    lines.append(r"\midrule")
-    prev_key = None
-    for i, row in work.iterrows():
-        if group_cols and prev_key is not None and group_keys[i] != prev_key:
-            lines.append(r"\midrule")
-        prev_key = group_keys[i]
-        cells = []
-        for c in shown:
-            text = _fmt(row[c], digits)
-            if c in pm and pm[c] in work:
-                std = row[pm[c]]
-                if text != "--" and not (isinstance(std, float) and math.isnan(std)):
-                    text = f"{text} $\\pm$ {_fmt(std, digits)}"
-            if best.get((i, c)):
-                text = rf"\textbf{{{text}}}"
-            cells.append(text)
-        lines.append(" & ".join(cells) + r" \\")
-    lines.append(r"\bottomrule")
-    lines.append(r"\end{tabular}")
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
+
+def _cell(row: pd.Series, column: str, pm: Mapping[str, str], digits: int, bold: bool) -> str:
+    """One table cell: the value (with ``$\\pm$ std`` for a ``pm`` column), bold when it is the best."""
+    text = _fmt(row[column], digits)
+    if column in pm and pm[column] in row.index:
+        std = row[pm[column]]
+        if text != "--" and not (isinstance(std, float) and math.isnan(std)):
+            text = f"{text} $\\pm$ {_fmt(std, digits)}"
+    return rf"\textbf{{{text}}}" if bold else text
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, *, tex: bool = True, **latex_kwargs: Any) -> list[Path]:
