@@ -319,6 +319,25 @@ def rodgers2025_few_shot(features: np.ndarray, labels: np.ndarray, shots=(1, 2, 
     return pd.DataFrame(out)
 
 
+def pdf_text_lines(path: str | os.PathLike) -> list[str]:
+    """The text lines drawn in a matplotlib PDF (its content streams, decompressed; one line per TJ operator).
+
+    For tests that read a written figure back (titles, notices) without a PDF library.
+    """
+    import re
+    import zlib
+
+    raw = Path(path).read_bytes()
+    content = b""
+    for m in re.finditer(rb"stream\r?\n(.*?)endstream", raw, re.S):
+        try:
+            content += zlib.decompress(m.group(1))
+        except zlib.error:
+            pass
+    return [b"".join(re.findall(rb"\((.*?)(?<!\\)\)", m.group(1))).decode("latin-1")
+            for m in re.finditer(rb"\[(.*?)\]\s*TJ", content, re.S)]
+
+
 def _main(argv: list[str] | None = None) -> int:
     """``python -m palaeo_ssl.testing tiny-model DIR``: write a tiny random DINOv3 checkpoint for smoke tests."""
     import argparse

@@ -105,6 +105,21 @@ def test_manifest_and_readme(paper_run):
 
 
 @pytest.mark.slow
+def test_random_weight_run_is_marked_everywhere(paper_run):
+    """The tiny test model is marked as random weights, so every output of the run says so."""
+    from palaeo_ssl.models import RANDOM_WEIGHTS_NOTICE
+    from palaeo_ssl.testing import pdf_text_lines
+
+    out = paper_run
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["random_weights"] is True and m["note"].startswith(RANDOM_WEIGHTS_NOTICE)
+    assert RANDOM_WEIGHTS_NOTICE in (out / "README.md").read_text().splitlines()[2]
+    pdfs = sorted(out.rglob("*.pdf"))
+    assert len(pdfs) > 10 and all(RANDOM_WEIGHTS_NOTICE in pdf_text_lines(p) for p in pdfs)
+    assert RANDOM_WEIGHTS_NOTICE in (out / "explorer.html").read_text()
+
+
+@pytest.mark.slow
 def test_reference_comparison(paper_run):
     out = paper_run
     cmp = pd.read_csv(out / "reference_comparison.csv")

@@ -1,4 +1,4 @@
-"""The morphospace and similar commands end to end: every file written is read back."""
+"""The morphospace stage (compute, write, run) and its command: every file written is read back."""
 
 from __future__ import annotations
 
