@@ -279,11 +279,20 @@ class Pipeline:
             return files, {"timings_s": res.timings}
 
         results[proto] = None
-        self.stages.run(f"{kind}_{proto}", {"emb": self.ident, **asdict(config)}, _stage)
+        self.stages.run(f"{kind}_{proto}", self._key(config), _stage)
         res = results[proto]
         if res is None:  # reused from an earlier run: read what it wrote
             return {name: _read_csv(folder / file) for name, file in tables.items()}
         return result_tables(res, tables)
+
+    def _key(self, config) -> dict[str, Any]:
+        """A stage's key: the identity of the embeddings and its config (``asdict``)."""
+        return {"emb": self.ident, **asdict(config)}
+
+    def _morphospace_config(self, protocol: str):
+        from .morphospace import MorphospaceConfig
+
+        return MorphospaceConfig(protocol=protocol, seed=self.seed)
 
     # 2. probes: cross-validation, learning curve, few-shot
     def probes(self) -> dict[str, dict[str, pd.DataFrame | None]]:
@@ -304,11 +313,11 @@ class Pipeline:
 
     # 3. morphospace: projections, clustering, disparity, outliers, suspect labels
     def morphospace(self) -> dict[str, dict[str, pd.DataFrame | None]]:
-        from .morphospace import MorphospaceConfig, compute_morphospace, write_morphospace
+        from .morphospace import compute_morphospace, write_morphospace
 
         self._need_emb()
         for proto in self.protocols:
-            config = MorphospaceConfig(protocol=proto, seed=self.seed)
+            config = self._morphospace_config(proto)
             self.morph_tables[proto] = self._analysis(
                 "morphospace", config,
                 lambda e, c, folder: compute_morphospace(e, c, cache=folder, progress=self.progress),
@@ -321,7 +330,9 @@ class Pipeline:
         proto = self.protocols[-1]
         mdir = self.folder("morphospace", proto)
         path = self.out / "explorer.html"
-        key = {"emb": self.ident, "seed": self.seed, "from": proto, "random_weights": self.random_weights}
+        notice = RANDOM_WEIGHTS_NOTICE if self.random_weights else None
+        # drawn from the morphospace stage's result: its key, and the notice in the header
+        key = {"morphospace": self._key(self._morphospace_config(proto)), "notice": notice}
 
         def _explorer():
             result = self.morph_results.get(proto)
@@ -333,8 +344,7 @@ class Pipeline:
                 from .morphospace import explorer_inputs
 
                 inputs = explorer_inputs(result)
-            return [write_run_explorer(emb, inputs, path, notice=RANDOM_WEIGHTS_NOTICE if self.random_weights
-                                       else None)], {}
+            return [write_run_explorer(emb, inputs, path, notice=notice)], {}
 
         self.stages.run("explorer", key, _explorer)
         return path
