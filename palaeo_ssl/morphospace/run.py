@@ -317,6 +317,7 @@ def _run_info(emb: Embeddings, x: np.ndarray, name: str, c: MorphospaceConfig, p
 
 def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bool = True) -> list[Path]:
     """Every table (CSV, LaTeX), the figures (with ``figures``) and ``morphospace.json`` into ``out``."""
+    t_write = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     r, t = result, result.tables
@@ -336,6 +337,8 @@ def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bo
         files += _write_figures(out, r.embeddings, r.projections, r.clustering, t["distance_histogram"],
                                 t["rarefaction"], t["outliers"], t["suspect_labels"], r.name)
         r.timings["figures"] = time.perf_counter() - t0
+    r.timings["writing"] = time.perf_counter() - t_write
+    r.timings["total"] = r.timings.get("compute", 0.0) + r.timings["writing"]
     info = {**r.info, "timings_s": {k: round(v, 3) for k, v in r.timings.items()},
             "peak_rss_mb": round(report.peak_rss_mb(), 1)}
     r.info = info
@@ -379,19 +382,15 @@ def run_morphospace(
     The options are those of :class:`MorphospaceConfig` (checked there; errors name
     the parameter), ``threads`` as :func:`compute_morphospace`, ``figures`` as
     :func:`write_morphospace`. Returns the :class:`MorphospaceResult` with ``files``
-    and ``timings`` (per step, ``compute``, ``writing`` and ``total``, in seconds).
+    and ``timings`` (per step, ``compute``, ``figures``, ``writing`` and ``total``, in
+    seconds; ``morphospace.json`` records the same).
     """
     config = MorphospaceConfig(protocol=getattr(protocol, "name", protocol), seed=seed, k_neighbours=k_neighbours,
                                n_boot=n_boot, n_boot_std=n_boot_std, tsne_max_points=tsne_max_points,
                                rarefaction_max=rarefaction_max, rarefaction_repeats=rarefaction_repeats,
                                compare=compare, n_permutations=n_permutations)
-    t0 = time.perf_counter()
     result = compute_morphospace(embeddings, config, cache=out, threads=threads, progress=progress)
-    t1 = time.perf_counter()
-    result.timings["total"] = t1 - t0  # updated below; morphospace.json records compute + figures
-    write_morphospace(result, out, figures=figures)
-    result.timings["writing"] = time.perf_counter() - t1
-    result.timings["total"] = time.perf_counter() - t0
+    write_morphospace(result, out, figures=figures)  # adds "writing", "figures" and "total" to the timings
     return result
 
 
