@@ -38,3 +38,22 @@ def one_blas_thread():
 
     with threadpool_limits(1):
         yield
+
+
+#: class names of ``labelled_store``: LaTeX specials and a genus_species name, so every writer escapes
+LABELLED_STORE_CLASSES = ["Globigerina_bulloides", "50% & more", "A#b~c", "x^y {z}"]
+
+
+@pytest.fixture(scope="session")
+def labelled_store(tmp_path_factory) -> Path:
+    """A store of 100 images x 12 features in 4 separable classes (seeded), for probe tests."""
+    import numpy as np
+
+    from palaeo_ssl import Embeddings
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    x = (rng.normal(size=(4, 12))[y] * 1.2 + rng.normal(size=(100, 12))).astype(np.float32)
+    names = LABELLED_STORE_CLASSES
+    emb = Embeddings(x, [f"{names[c]}/img_{i}.png" for i, c in enumerate(y)], y, names)
+    return emb.save(tmp_path_factory.mktemp("probe_store") / "store")

@@ -14,7 +14,7 @@ from palaeo_ssl import Embeddings, load_embeddings
 from palaeo_ssl.cli import main
 from palaeo_ssl.report import compile_tex
 
-NAMES = ["Globigerina_bulloides", "50% & more", "A#b~c", "x^y {z}"]
+from conftest import LABELLED_STORE_CLASSES as NAMES  # noqa: E402
 REFERENCE_CV_COLUMNS = ["train_fraction", "classifier", "n_folds_used"] + [
     f"{s}_{m}" for m in ("top1_accuracy", "top2_accuracy", "top3_accuracy", "f1_macro", "f1_weighted",
                          "precision_macro", "recall_macro", "specificity_macro", "balanced_accuracy")
@@ -27,12 +27,8 @@ REFERENCE_FS_COLUMNS = ["few_shot_values", "classifier", "n_repeats_successful",
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(4), 25)
-    x = (rng.normal(size=(4, 12))[y] * 1.2 + rng.normal(size=(100, 12))).astype(np.float32)
-    emb = Embeddings(x, [f"{NAMES[c]}/img_{i}.png" for i, c in enumerate(y)], y, NAMES)
-    return emb.save(tmp_path_factory.mktemp("probe_store") / "store")
+def store(labelled_store):
+    return labelled_store
 
 
 def _compile_all(folder):

@@ -11,18 +11,14 @@ from palaeo_ssl.errors import UserError
 from palaeo_ssl.params import ParameterError
 from palaeo_ssl.probes.predictions import ClassifyResult, classify, run_classify, write_predictions
 
-NAMES = ["Globigerina_bulloides", "50% & more", "A#b~c", "x^y {z}"]
+from conftest import LABELLED_STORE_CLASSES as NAMES  # noqa: E402
 COLUMNS = ["path", "predicted_class", "probability", "top2_class", "top2_probability", "top3_class",
            "top3_probability", "true_class"]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(4), 25)
-    x = (rng.normal(size=(4, 12))[y] * 1.2 + rng.normal(size=(100, 12))).astype(np.float32)
-    emb = Embeddings(x, [f"{NAMES[c]}/img_{i}.png" for i, c in enumerate(y)], y, NAMES)
-    return emb.save(tmp_path_factory.mktemp("probe_store") / "store")
+def store(labelled_store):
+    return labelled_store
 
 
 def test_classify_store_writes_predictions(store, tmp_path):
