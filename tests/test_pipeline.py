@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from palaeo_ssl.cli import main
+from palaeo_ssl.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "data" / "example"
@@ -61,15 +62,16 @@ EXPECTED = [
     "reference_comparison.tex",
 ]
 FAST = ["--episodes", "3", "--repeats", "2", "--no-progress", "--workers", "0"]
+#: the shared run's options (the library's names for FAST, plus the paper protocol and a reference)
+PAPER_RUN = dict(protocol="paper", reference="radiolaria", episodes=3, repeats=2, progress=False, workers=0)
 
 
 @pytest.fixture(scope="module")
 def paper_run(tiny_model, tmp_path_factory):
     """One paper-protocol run of data/example, shared by every test that reads or reruns it."""
     out = tmp_path_factory.mktemp("run") / "example"
-    code = main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
-                 "--reference", "radiolaria", *FAST])
-    assert code == 0
+    result = run_pipeline(EXAMPLE, model=str(tiny_model), out=out, **PAPER_RUN)
+    assert result.out == out and set(result.probes) == {"paper"}
     return out
 
 
@@ -135,8 +137,8 @@ def test_reference_comparison(paper_run):
 def test_second_run_recomputes_nothing(paper_run, tiny_model):
     out = paper_run
     before = {p: p.stat().st_mtime_ns for p in (out / "probes").glob("*.csv")}
-    assert main(["run", str(EXAMPLE), "--model", str(tiny_model), "--out", str(out), "--protocol", "paper",
-                 "--reference", "radiolaria", *FAST]) == 0
+    again = run_pipeline(EXAMPLE, model=str(tiny_model), out=out, **PAPER_RUN)
+    assert again.probes == {"paper": None} and again.morphospace == {"paper": None}  # nothing recomputed
     m = json.loads((out / "manifest.json").read_text())
     assert all(s["reused"] for s in m["stages"].values()), m["stages"]
     assert m["stages"]["extract"]["computed"] == 0

@@ -12,6 +12,7 @@ from PIL import Image
 
 from palaeo_ssl import Embeddings, load_embeddings
 from palaeo_ssl.cli import main
+from palaeo_ssl.probes import run_probe_report
 from palaeo_ssl.report import compile_tex
 
 from conftest import LABELLED_STORE_CLASSES as NAMES  # noqa: E402
@@ -54,13 +55,11 @@ def _in_unit(df, cols):
 
 
 @pytest.mark.slow
-def test_probe_cli_paper_writes_reference_tables(store, tmp_path, capsys):
+def test_probe_report_paper_writes_reference_tables(store, tmp_path):
     out = tmp_path / "paper"
-    rc = main(["probe", str(store), "--out", str(out), "--protocol", "paper", "--repeats", "2", "--episodes", "3",
-               "--shots", "1,2,5", "--jobs", "1", "--no-progress", "--literature-best", "0.9"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "top-1 accuracy" in text and "Logistic Regression" in text and "few-shot" in text
+    report = run_probe_report(store, out, protocol="paper", n_repeats=2, episodes=3, shots=[1, 2, 5], n_jobs=1,
+                              literature_best=0.9)
+    assert sorted(p.name for p in report.files) == sorted(p.name for p in out.iterdir())
 
     cv = pd.read_csv(out / "classification_cv_results.csv")
     assert list(cv.columns) == REFERENCE_CV_COLUMNS
@@ -106,11 +105,10 @@ def test_probe_cli_paper_writes_reference_tables(store, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_probe_cli_standard_writes_intervals_and_paired_comparisons(store, tmp_path):
+def test_probe_report_standard_writes_intervals_and_paired_comparisons(store, tmp_path):
     out = tmp_path / "standard"
-    rc = main(["probe", str(store), "--out", str(out), "--probes", "knn,centroid", "--repeats", "2",
-               "--fractions", "0.5,1", "--shots", "1,3", "--episodes", "4", "--jobs", "1", "--no-progress"])
-    assert rc == 0
+    run_probe_report(store, out, probes="knn,centroid", n_repeats=2, fractions=[0.5, 1], shots=[1, 3], episodes=4,
+                     n_jobs=1)
     cv = pd.read_csv(out / "classification_cv_results.csv", keep_default_na=False)
     assert list(cv.columns[:3]) == ["train_fraction", "classifier", "n_folds_used"]
     assert set(REFERENCE_CV_COLUMNS) <= set(cv.columns)

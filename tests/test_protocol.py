@@ -72,7 +72,7 @@ def test_configs_normalise_and_check_their_values():
 
 
 @pytest.mark.slow
-def test_probe_command_and_run_probe_report_without_a_protocol_write_identical_tables(tmp_path):
+def test_probe_command_and_run_probe_report_without_a_protocol_write_identical_tables(tmp_path, capsys):
     import numpy as np
     import pandas as pd
 
@@ -88,6 +88,9 @@ def test_probe_command_and_run_probe_report_without_a_protocol_write_identical_t
     run_probe_report(store, tmp_path / "python", n_jobs=1, **opts)
     assert main(["probe", str(store), "--out", str(tmp_path / "cli"), "--repeats", "2", "--episodes", "3",
                  "--shots", "1,2", "--jobs", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out  # the command's one-screen summary
+    assert "standard protocol" in text and "top-1 accuracy" in text and "Logistic Regression" in text \
+        and "few-shot" in text
     tables = sorted(p.name for p in (tmp_path / "python").glob("*.csv"))
     assert "classification_paired_comparison.csv" in tables  # the standard protocol's own table
     assert tables == sorted(p.name for p in (tmp_path / "cli").glob("*.csv"))
