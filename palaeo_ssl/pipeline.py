@@ -321,7 +321,8 @@ class Pipeline:
             self.morph_tables[proto] = self._analysis(
                 "morphospace", config,
                 lambda e, c, folder: compute_morphospace(e, c, cache=folder, progress=self.progress),
-                write_morphospace, MORPHOSPACE_TABLES, self.morph_results)
+                lambda res, folder: write_morphospace(res, folder, progress=self.progress), MORPHOSPACE_TABLES,
+                self.morph_results)
         return self.morph_tables
 
     # 4. the interactive explorer

@@ -315,8 +315,10 @@ def _run_info(emb: Embeddings, x: np.ndarray, name: str, c: MorphospaceConfig, p
     }
 
 
-def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bool = True) -> list[Path]:
-    """Every table (CSV, LaTeX), the figures (with ``figures``) and ``morphospace.json`` into ``out``."""
+def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bool = True,
+                      progress: bool = False) -> list[Path]:
+    """Every table (CSV, LaTeX), the figures (with ``figures``; a progress bar with ``progress``) and
+    ``morphospace.json`` into ``out``."""
     t_write = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -334,8 +336,12 @@ def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bo
             files.append(report.write_csv(t[key], out / fname))
     if figures:
         t0 = time.perf_counter()
+        bar = _progress(1, progress)
+        bar.set_description("morphospace figures")
         files += _write_figures(out, r.embeddings, r.projections, r.clustering, t["distance_histogram"],
                                 t["rarefaction"], t["outliers"], t["suspect_labels"], r.name)
+        bar.update()
+        bar.close()
         r.timings["figures"] = time.perf_counter() - t0
     r.timings["writing"] = time.perf_counter() - t_write
     r.timings["total"] = r.timings.get("compute", 0.0) + r.timings["writing"]
@@ -390,7 +396,7 @@ def run_morphospace(
                                rarefaction_max=rarefaction_max, rarefaction_repeats=rarefaction_repeats,
                                compare=compare, n_permutations=n_permutations)
     result = compute_morphospace(embeddings, config, cache=out, threads=threads, progress=progress)
-    write_morphospace(result, out, figures=figures)  # adds "writing", "figures" and "total" to the timings
+    write_morphospace(result, out, figures=figures, progress=progress)  # adds "writing", "figures" and "total" to the timings
     return result
 
 
