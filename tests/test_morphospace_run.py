@@ -219,7 +219,6 @@ def test_group_column_drives_the_disparity_test(store, tmp_path, capsys):
                  "--permutations", "19"]) == 0
     assert pd.read_csv(out / "disparity_test.csv").loc[0, "n_b"] == 80
     capsys.readouterr()
-    # (slow too: the classes are checked only after the projections and the clustering)
     assert main(["morphospace", str(store), "--out", str(out), "--compare-classes", "alpha", "--vs", "nope"]) == 2
     assert "unknown class(es) ['nope']" in capsys.readouterr().err
 
@@ -322,3 +321,17 @@ def test_small_morphospace_figures(small_result, store, tmp_path):
         assert tmp_path / f"{stem}.png" in files and tmp_path / f"{stem}.pdf" in files
         assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_misspelt_comparison_group_fails_before_anything_is_computed(store, monkeypatch):
+    import palaeo_ssl.morphospace.run as mr
+    from palaeo_ssl.errors import UserError
+    from palaeo_ssl.morphospace import MorphospaceConfig, compute_morphospace
+
+    def no_projections(*args, **kwargs):
+        raise AssertionError("projections were computed before the groups were checked")
+
+    monkeypatch.setattr(mr.pj, "compute_projections", no_projections)
+    with pytest.raises(UserError, match=r"unknown class\(es\) \['nope'\]"):
+        compute_morphospace(store, MorphospaceConfig(compare={"classes": (["alpha"], ["nope"])}))
+

@@ -201,6 +201,8 @@ def compute_morphospace(embeddings: Embeddings | str | Path, config: Morphospace
     except ValueError as exc:
         raise UserError(f"{exc}; remove that image from the store (re-extract) and try again") from None
     labels = emb.labels if emb.has_labels else None
+    if config.compare:
+        comparison_groups(emb, config.compare)  # a misspelt group fails now, not after the projections
     timings: dict[str, float] = {}
     rss: dict[str, float] = {}
     bar = _progress(4, progress)
@@ -279,7 +281,7 @@ def _disparity(x: np.ndarray, emb: Embeddings, config: MorphospaceConfig,
     t1 = time.perf_counter()
     out["distance_histogram"] = dp.distance_histogram(x, labels, seed=c.seed)
     if c.compare:
-        out["disparity_test"] = _disparity_test(emb, x, dict(c.compare), c.n_permutations, c.seed)
+        out["disparity_test"] = _disparity_test(x, comparison_groups(emb, c.compare), c.n_permutations, c.seed)
     timings["disparity: histogram and test"] = time.perf_counter() - t1
     timings["disparity"] = time.perf_counter() - t0
     return out
@@ -406,7 +408,11 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="morphospace", unit="stage", disable=not enabled)
 
 
-def _disparity_test(emb: Embeddings, x: np.ndarray, compare: dict[str, Any], n_permutations: int, seed: int) -> pd.DataFrame:
+def comparison_groups(emb: Embeddings, compare: Mapping[str, Any]) -> tuple[str, np.ndarray, str, np.ndarray]:
+    """The two groups of a disparity test (``MorphospaceConfig.compare``): ``(name_a, rows_a, name_b, rows_b)``.
+
+    Checked before anything is computed, so a misspelt class fails at once.
+    """
     if "classes" in compare:
         ca, cb = compare["classes"]
         a, b = groups_from_classes(emb, ca, cb)
@@ -417,6 +423,12 @@ def _disparity_test(emb: Embeddings, x: np.ndarray, compare: dict[str, Any], n_p
         raise UserError("the two groups of the disparity test share images")
     if a.size < 2 or b.size < 2:
         raise UserError(f"each group of the disparity test needs at least 2 images (got {a.size} and {b.size})")
+    return name_a, a, name_b, b
+
+
+def _disparity_test(x: np.ndarray, groups: tuple[str, np.ndarray, str, np.ndarray], n_permutations: int,
+                    seed: int) -> pd.DataFrame:
+    name_a, a, name_b, b = groups
     res = dp.permutation_test(x, a, b, metric="mean_pairwise_distance", n_permutations=n_permutations, seed=seed)
     return pd.DataFrame([{"group_a": name_a, "group_b": name_b, **res}])
 
