@@ -44,9 +44,9 @@ def test_visualise_writes_every_figure_and_reads_back(tiny_model, images, tmp_pa
     out = tmp_path / "vis"
     res = run_visualise(images["tall"], out, model=str(tiny_model), device="cpu",
                         basis=[images["wide"], images["other"]], compare=images["wide"], point=(30, 100))
-    assert res["result"].view.grid == (28, 8) and len(res["summary"]["files"]) == 7
-    assert set(res["timings"]) == {"compute", "figures", "total"}
-    assert {p.name for p in res["files"]} == {f"{n}.{e}" for n in res["summary"]["files"] for e in ("png", "pdf")} \
+    assert res.view.grid == (28, 8) and len(res.record["files"]) == 7
+    assert set(res.timings) == {"compute", "figures", "total"}
+    assert {p.name for p in res.files} == {f"{n}.{e}" for n in res.record["files"] for e in ("png", "pdf")} \
         | {"visualise.json"}
     for name in ALWAYS + ("pca_shared_basis", "correspondence"):
         png, pdf = out / f"{name}.png", out / f"{name}.pdf"
@@ -66,7 +66,7 @@ def test_visualise_writes_every_figure_and_reads_back(tiny_model, images, tmp_pa
     fg = rgb[mask == 255]
     assert all(int(fg[:, c].max()) - int(fg[:, c].min()) >= 0.9 * 255 for c in range(3))
     info = json.loads((out / "visualise.json").read_text())
-    assert info == res["summary"]
+    assert info == res.record
     assert info["grid"] == [28, 8] and info["input_size"] == [128, 448] and info["image_size"] == [59, 218]
     assert info["num_register_tokens"] == 2 and info["foreground"]["method"] == "otsu"
     assert info["shared_basis"] == ["tall.png", "wide.jpg", "other.png"]

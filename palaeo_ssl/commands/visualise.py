@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     res = run_visualise(args.image, args.out, **library_kwargs(
         args, "background", "model", "size", "basis", "point", "compare", "threshold", "invert_foreground",
         "device", "dtype"))
-    view, s = res["result"].view, res["summary"]
-    corr, other = res["result"].correspondence, res["result"].other
+    view, s = res.view, res.record
+    corr, other = res.correspondence, res.other
     fg = view.foreground
     h, w = view.grid
     print(f"{view.name}: {view.image_size[0]}x{view.image_size[1]} px -> model input "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -58,6 +58,11 @@ class SpecimenVisualisation:
     point: tuple[float, float] | None = None
     compare: str | None = None
     seconds: float = 0.0
+    #: filled by :func:`write_visualisation`: the files written and what ``visualise.json`` holds
+    files: list[Path] = field(default_factory=list)
+    record: dict[str, Any] | None = None
+    #: filled by :func:`run_visualise`: seconds to ``compute``, draw the ``figures``, and in ``total``
+    timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The numbers behind the figures (``visualise.json`` without the writer's entries)."""
@@ -200,31 +205,30 @@ def write_visualisation(result: SpecimenVisualisation, out: str | os.PathLike, *
     order = ["image", "model_id", "revision", "device", "dtype", "size", "image_size", "input_size", "patch_size",
              "grid", "num_register_tokens", "foreground", "background", "shared_basis", "correspondence", "files",
              "seconds", "versions"]
-    path = write_json(out / "visualise.json", {k: summary[k] for k in order})
-    return [p for paths in figures.values() for p in paths] + [path]
+    result.record = {k: summary[k] for k in order}
+    path = write_json(out / "visualise.json", result.record)
+    result.files = [p for paths in figures.values() for p in paths] + [path]
+    return result.files
 
 
 @validate_params({"background": Options(BACKGROUNDS)})  # checked here too: before the model is loaded
 def run_visualise(image: str | os.PathLike, out: str | os.PathLike, *, background: str = "black",
-                  **options: Any) -> dict[str, Any]:
+                  **options: Any) -> SpecimenVisualisation:
     """:func:`visualise_specimen` then :func:`write_visualisation` into ``out``, timed.
 
-    ``options`` are those of :func:`visualise_specimen`. Returns ``{"result":
-    SpecimenVisualisation, "files": [paths], "summary": visualise.json as a dict,
-    "timings": {"compute", "figures", "total": seconds}}``. A file at ``out`` or a
-    bad ``background`` is refused before the model is loaded.
+    ``options`` are those of :func:`visualise_specimen`. Returns the
+    :class:`SpecimenVisualisation` with ``files``, ``record`` (what ``visualise.json``
+    holds) and ``timings`` (``compute``, ``figures``, ``total``, in seconds). A file at
+    ``out`` or a bad ``background`` is refused before the model is loaded.
     """
-    import json
-
     _check_out(out)
     t0 = time.perf_counter()
     result = visualise_specimen(image, **options)
     t1 = time.perf_counter()
-    files = write_visualisation(result, out, background=background)
+    write_visualisation(result, out, background=background)
     t2 = time.perf_counter()
-    summary = json.loads((Path(out) / "visualise.json").read_text())
-    return {"result": result, "files": files, "summary": summary,
-            "timings": {"compute": t1 - t0, "figures": t2 - t1, "total": t2 - t0}}
+    result.timings = {"compute": t1 - t0, "figures": t2 - t1, "total": t2 - t0}
+    return result
 
 
 __all__ = ["BACKGROUNDS", "SpecimenVisualisation", "visualise_specimen", "write_visualisation", "run_visualise"]
