@@ -319,6 +319,24 @@ def rodgers2025_few_shot(features: np.ndarray, labels: np.ndarray, shots=(1, 2, 
     return pd.DataFrame(out)
 
 
+def specimen_image(path: str | os.PathLike, size: tuple[int, int] = (59, 218), seed: int = 0,
+                   box: tuple[float, float, float, float] = (0.2, 0.1, 0.8, 0.9),
+                   fill: tuple[int, int, int] = (220, 200, 150)) -> Path:
+    """Write a bright elliptical "specimen" on a dark noisy background (radiolarian-like) to ``path``.
+
+    ``size`` is (width, height) in pixels; ``box`` the ellipse's bounding box as fractions of
+    (width, height, width, height); the noise is seeded. Returns the path.
+    """
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    img = Image.fromarray((rng.random((h, w, 3)) * 40).astype(np.uint8))
+    ImageDraw.Draw(img).ellipse([w * box[0], h * box[1], w * box[2], h * box[3]], fill=fill)
+    img.save(path)
+    return Path(path)
+
+
 def pdf_text_lines(path: str | os.PathLike) -> list[str]:
     """The text lines drawn in a matplotlib PDF (its content streams, decompressed; one line per TJ operator).
 

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from palaeo_ssl.testing import specimen_image
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_visualise_specimen.ipynb"
 FIGURES = ("pca_rgb", "foreground", "overlay", "attention_cls", "attention_heads", "correspondence",
@@ -21,12 +22,7 @@ FIGURES = ("pca_rgb", "foreground", "overlay", "attention_cls", "attention_heads
 
 
 def _image(path, size, seed):
-    rng = np.random.default_rng(seed)
-    w, h = size
-    img = Image.fromarray((rng.random((h, w, 3)) * 40).astype(np.uint8))
-    ImageDraw.Draw(img).ellipse([w * 0.25, h * 0.1, w * 0.75, h * 0.9], fill=(210, 190, 140))
-    img.save(path)
-    return path
+    return specimen_image(path, size, seed, box=(0.25, 0.1, 0.75, 0.9), fill=(210, 190, 140))
 
 
 def test_committed_notebook_has_papermill_parameters_and_no_outputs():

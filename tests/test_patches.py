@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from palaeo_ssl import patches as P
 from palaeo_ssl.errors import UserError
+from palaeo_ssl.testing import specimen_image
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +26,7 @@ def backbone(tiny_model):
 
 def object_image(path, size=(59, 218), seed=0):
     """A bright elongated object on a dark noisy background (a radiolarian-like silhouette)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    img = Image.fromarray((rng.random((h, w, 3)) * 40).astype(np.uint8))
-    ImageDraw.Draw(img).ellipse([w * 0.2, h * 0.1, w * 0.8, h * 0.9], fill=(220, 200, 150))
-    img.save(path)
-    return path
+    return specimen_image(path, size, seed)
 
 
 def ellipse_mask(h, w, fy=0.35, fx=0.3):

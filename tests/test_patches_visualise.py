@@ -9,12 +9,13 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from palaeo_ssl.cli import main
 from palaeo_ssl.errors import UserError
 from palaeo_ssl.params import ParameterError
 from palaeo_ssl.patches import run_visualise, visualise_specimen, write_visualisation
+from palaeo_ssl.testing import specimen_image
 
 pytestmark = pytest.mark.slow  # each test loads the model and most draw figures
 
@@ -22,12 +23,7 @@ ALWAYS = ("pca_rgb", "foreground", "overlay", "attention_cls", "attention_heads"
 
 
 def object_image(path, size, seed=0):
-    rng = np.random.default_rng(seed)
-    w, h = size
-    img = Image.fromarray((rng.random((h, w, 3)) * 40).astype(np.uint8))
-    ImageDraw.Draw(img).ellipse([w * 0.2, h * 0.15, w * 0.8, h * 0.85], fill=(220, 200, 150))
-    img.save(path)
-    return path
+    return specimen_image(path, size, seed, box=(0.2, 0.15, 0.8, 0.85))
 
 
 @pytest.fixture(scope="module")
