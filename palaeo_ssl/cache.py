@@ -97,6 +97,13 @@ def atomic_save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     _atomic_write(path, "wb", lambda fh: np.savez(fh, **arrays))
 
 
+def user_cache_dir(*parts: str) -> Path:
+    """palaeo-ssl's folder in the user's cache (``$XDG_CACHE_HOME/palaeo-ssl``, ``~/.cache`` by default), joined
+    with ``parts`` (the embedding store's default home, the demo's smoke model)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "palaeo-ssl", *parts)
+
+
 def read_json(path: Path) -> Any | None:
     """The JSON in ``path``, or None when it is missing or damaged (a cache to recompute)."""
     try:
@@ -113,4 +120,4 @@ def unlink_quietly(path: str | Path) -> None:
 
 
 __all__ = ["jsonable", "canonical_json", "key_hash", "array_digest", "atomic_write_text", "atomic_write_json",
-           "atomic_save_npy", "atomic_save_npz", "read_json", "unlink_quietly"]
+           "atomic_save_npy", "atomic_save_npz", "read_json", "unlink_quietly", "user_cache_dir"]

@@ -20,6 +20,7 @@ from typing import Any
 
 from .backbone import (ALIASES, DEFAULT_MODEL, RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_NOTICE, check_model_access,
                        is_local_model, resolve_model_id)
+from .cache import user_cache_dir
 from .errors import ModelLoadError, UserError
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ SMOKE_MODEL_NAME = "tiny-dinov3-random"
 
 def smoke_model_dir() -> Path:
     """Where the random-weight smoke model is kept: ``$XDG_CACHE_HOME/palaeo-ssl/models`` (``~/.cache`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "palaeo-ssl" / "models" / SMOKE_MODEL_NAME
+    return user_cache_dir("models", SMOKE_MODEL_NAME)
 
 
 def smoke_model(folder: str | os.PathLike | None = None) -> Path:

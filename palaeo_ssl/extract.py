@@ -32,6 +32,7 @@ from .backbone import (
     resolve_device,
     resolve_dtype,
 )
+from .cache import user_cache_dir
 from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
@@ -172,8 +173,8 @@ def default_workers(device: torch.device) -> int:
 
 # ---------------------------------------------------------------------- main entry
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "palaeo-ssl" / "embeddings"
+    """Where stores go without ``out``: ``~/.cache/palaeo-ssl/embeddings`` (or under ``$XDG_CACHE_HOME``)."""
+    return user_cache_dir("embeddings")
 
 
 @validate_params({

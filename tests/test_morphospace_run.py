@@ -335,3 +335,15 @@ def test_a_misspelt_comparison_group_fails_before_anything_is_computed(store, mo
     with pytest.raises(UserError, match=r"unknown class\(es\) \['nope'\]"):
         compute_morphospace(store, MorphospaceConfig(compare={"classes": (["alpha"], ["nope"])}))
 
+
+
+def test_two_group_values_needed_names_the_parameter(store, tmp_path):
+    from palaeo_ssl import load_embeddings
+    from palaeo_ssl.params import ParameterError
+
+    emb = load_embeddings(store)
+    table = tmp_path / "groups.csv"
+    pd.DataFrame({"path": emb.paths, "site": [f"s{i % 3}" for i in range(len(emb))]}).to_csv(table, index=False)
+    with pytest.raises(ParameterError, match=r"holds 3 values .*name the two to compare \(values A B\)") as info:
+        groups_from_column(emb, table, "site")
+    assert info.value.message_for("--group-values").endswith("(--group-values A B)")

@@ -26,6 +26,7 @@ FLAGS: dict[str, str] = {
     "n_jobs": "--jobs",
     "n_query": "--query",
     # morphospace
+    "values": "--group-values",
     "k_neighbours": "--neighbours",
     "n_boot": "--bootstrap",
     "n_boot_std": "--bootstrap-std",

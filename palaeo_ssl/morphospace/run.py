@@ -24,7 +24,7 @@ from .. import report
 from ..compute import compute_context
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
-from ..params import POSITIVE_INT, SEED, check, check_all
+from ..params import POSITIVE_INT, SEED, ParameterError, check, check_all
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 from . import clustering as cl
 from . import disparity as dp
@@ -95,8 +95,9 @@ def groups_from_column(emb: Embeddings, table: str | Path, column: str,
     present = [v for v in dict.fromkeys(vals) if v != ""]
     if values is None:
         if len(present) != 2:
-            raise UserError(f"column '{column}' holds {len(present)} values for the stored images "
-                            f"({', '.join(map(str, present[:10]))}); name the two to compare with --group-values A B")
+            raise ParameterError("values", f"column '{column}' holds {len(present)} values for the stored images "
+                                           f"({', '.join(map(str, present[:10]))}); name the two to compare "
+                                           "({name} A B)")
         values = present
     if len(values) != 2:
         raise UserError("give exactly two group values to compare")
@@ -126,7 +127,7 @@ class MorphospaceConfig:
     """Every option that changes the numbers of the morphospace stage; ``asdict()`` is its cache key.
 
     protocol : ``"paper"`` (the reference's clusterings) or ``"standard"`` (plus HDBSCAN
-        with a size rule that scales, Ward, and stability)
+        with a size rule that scales, Ward, and stability); a name or a ``Protocol`` (kept as its name)
     seed : seed of every random step (same inputs + seed = same numbers)
     k_neighbours : neighbours for the outlier and suspect-label scores
     n_boot, n_boot_std : bootstrap replicates (the std of pairwise distances needs a
@@ -393,7 +394,7 @@ def run_morphospace(
     and ``timings`` (per step, ``compute``, ``figures``, ``writing`` and ``total``, in
     seconds; ``morphospace.json`` records the same).
     """
-    config = MorphospaceConfig(protocol=getattr(protocol, "name", protocol), seed=seed, k_neighbours=k_neighbours,
+    config = MorphospaceConfig(protocol=protocol, seed=seed, k_neighbours=k_neighbours,
                                n_boot=n_boot, n_boot_std=n_boot_std, tsne_max_points=tsne_max_points,
                                rarefaction_max=rarefaction_max, rarefaction_repeats=rarefaction_repeats,
                                compare=compare, n_permutations=n_permutations)

@@ -204,6 +204,8 @@ def _skipped_frame(cv: CVResult | None, fs: FewShotResult | None) -> pd.DataFram
 class ProbeConfig:
     """Every option that changes the numbers of a probe run; ``asdict()`` is the stage's cache key.
 
+    ``protocol`` may be a name or a :class:`~palaeo_ssl.protocol.Protocol` (kept as its name);
+    ``probes`` a list or ``"logreg,knn"`` (kept as a tuple of names).
     ``probes`` None, ``n_repeats`` None and ``n_splits`` None take the protocol's
     defaults. How the work runs (``n_jobs``, ``progress``) is not part of it: the
     results do not depend on it.
@@ -347,8 +349,7 @@ def run_probe_report(emb, out: str | Path, protocol: ProtocolLike = DEFAULT_PROT
     on the accuracy figures. Returns the :class:`ProbeReport` with ``files`` and
     ``timings`` (compute and writing, in seconds).
     """
-    config = ProbeConfig(protocol=getattr(protocol, "name", protocol),
-                         probes=None if probes is None else tuple(parse_probes(probes)), seed=seed,
+    config = ProbeConfig(protocol=protocol, probes=probes, seed=seed,
                          fractions=tuple(fractions), n_repeats=n_repeats, n_splits=n_splits, few_shot=few_shot,
                          shots=tuple(shots), episodes=episodes, n_query=n_query, literature_best=literature_best)
     result = compute_probe_report(emb, config, n_jobs=n_jobs, progress=progress)

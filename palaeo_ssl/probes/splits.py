@@ -25,7 +25,6 @@ from ..params import ParameterError
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 1.0)
 SHOTS = (1, 2, 3, 5, 10, 20)
-REFERENCE_SEED = 42
 
 
 # ---------------------------------------------------------------------- the reference protocol
