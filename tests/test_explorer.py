@@ -108,9 +108,10 @@ def test_self_contained_no_external_references(page_path):
             assert "src" not in attrs, "scripts must be inlined"
     assert not re.search(r"<script[^>]*\ssrc\s*=", text, re.I)
     assert not re.search(r"<link[^>]*href\s*=\s*[\"']?https?:", text, re.I)
-    # exactly three script blocks: the data, plotly.js and the page's code
-    assert len(parser.scripts) == 3 and text.lower().count("</script") == 3
+    # exactly four script blocks: the data, plotly.js, the page's code and the labelling panel's
+    assert len(parser.scripts) == 4 and text.lower().count("</script") == 4
     assert "Plotly" in parser.scripts[1] and len(parser.scripts[1]) > 1_000_000
+    assert "palaeoExplorer =" in parser.scripts[2] and "labels.csv" in parser.scripts[3]
 
 
 def test_user_strings_escaped_and_data_round_trips(page_path, inputs):
@@ -118,7 +119,7 @@ def test_user_strings_escaped_and_data_round_trips(page_path, inputs):
     assert "<img src=x" not in text and "<script>alert" not in text
     assert "<title>Explorer &lt;test&gt; &amp; co</title>" in text
     data = _payload(text)
-    assert data["names"][0] == XSS_NAME
+    assert data["paths"][0].endswith("/" + XSS_NAME)
     assert data["paths"] == inputs["paths"]
     assert XSS_CLASS in data["class_names"]
     assert data["labels"] == inputs["labels"].tolist()

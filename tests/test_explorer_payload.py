@@ -41,13 +41,14 @@ def _inputs(tmp_path, **over):
 
 def test_payload_for_a_small_input(tmp_path):
     p = build_payload(_inputs(tmp_path), title="T", thumb_size=32, workers=1)
-    assert list(p) == ["title", "axis_titles", "webgl", "x", "y", "paths", "names", "labels", "class_names",
-                       "class_colors", "clusters", "outlier", "suspect", "neighbours", "neighbour_sim", "thumbs",
-                       "thumb_size"]
+    assert list(p) == ["title", "axis_titles", "webgl", "x", "y", "paths", "labels", "class_names",
+                       "class_colors", "clusters", "outlier", "suspect", "scores", "predicted", "neighbours",
+                       "neighbour_sim", "thumbs", "thumb_size", "thumb_folder", "labelling", "data_root", "parts"]
     assert p["title"] == "T" and p["axis_titles"] == ["UMAP 1", "UMAP 2"] and p["webgl"] is False
     assert p["x"] == [0.12346, 2.0, 4.0, 6.0, 8.0] and p["y"] == [1.0, -3.0, 5.0, 7.0, 9.0]
-    assert p["names"] == ["one.png", "two.png", "three.jpg", "four.png", "five.png"]
-    assert p["paths"][1] == "a\\two.png"
+    assert p["paths"] == ["a/one.png", "a\\two.png", "b/three.jpg", "four.png", "b/c/five.png"]
+    assert p["scores"] == [] and p["predicted"] is None and p["labelling"] is True and p["data_root"] is None
+    assert p["thumb_folder"] is None and p["parts"] is None
     assert p["labels"] == [0, 0, 1, -1, 1] and p["class_names"] == ["a", "b"]
     assert len(p["class_colors"]) == 2 and all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in p["class_colors"])
     # clusterings: renumbered in sorted order of the original labels, noise stays -1, names keep the originals
@@ -108,7 +109,10 @@ def test_render_helpers_and_package_files():
     assert notice_html("a <b> & c") == '<p id="notice" role="note">a &lt;b&gt; &amp; c</p>\n  '
     # the page's three files ship as package data and hold what the renderer expects
     page, app, css = read_asset("page.html"), read_asset("app.js"), read_asset("style.css")
-    assert set(re.findall(r"\$\{(\w+)\}", page)) == {"csp", "title", "notice", "css", "count", "data",
-                                                      "plotly_js", "app_js"}
+    assert set(re.findall(r"\$\{(\w+)\}", page)) == {"csp", "title", "notice", "css", "count", "data", "parts",
+                                                      "plotly_js", "app_js", "labelling_js"}
     assert "palaeoExplorer" in app and "</script" not in app.lower()
+    labelling = read_asset("labelling.js")
+    assert "palaeoExplorer" in labelling and "</script" not in labelling.lower()
+    assert "innerHTML" not in app + labelling and "insertAdjacentHTML" not in app + labelling
     assert "#notice" in css and "</style" not in css.lower()

@@ -1,33 +1,44 @@
-"""The interactive morphospace explorer: one self-contained HTML file.
+"""The interactive morphospace explorer: an HTML page that opens from disk with no server.
 
-:func:`write_explorer` writes a page that opens from disk with no server and no
-internet: plotly's JavaScript, the data and downscaled JPEG thumbnails are all
-inlined. Points can be coloured by class, by each clustering, by outlier score
-or by suspect-label score (a drop-down switch); hovering a point shows its
-thumbnail, file name, label and scores; clicking a point (or a neighbour in the
-list) lists its nearest neighbours with thumbnails and cosine similarities and
-rings them on the plot. An optional notice (e.g. for runs with random weights)
-is shown as a banner in the header.
+:func:`write_explorer` writes a page that needs no server and no internet.
+Points can be coloured by class, predicted class, each clustering, outlier and
+suspect-label score and any other score (a drop-down switch); hovering a point
+shows its thumbnail, file name, label and scores; clicking a point (or a
+neighbour in the list) lists its nearest neighbours with thumbnails and cosine
+similarities and rings them on the plot. The labelling panel assigns existing
+or new class names to a clicked specimen or a lasso/box selection, undoes, and
+downloads every label as a ``path,label`` CSV manifest. An optional notice
+(e.g. for runs with random weights) is shown as a banner in the header.
+
+Two layouts, switched by the number of specimens (``single_file``):
+
+- up to :data:`SINGLE_FILE_MAX` specimens, **one file** (plotly.js, the data and
+  the JPEG thumbnails inlined as ``data:`` URLs): about 4.8 MB plus 3-5 kB per
+  specimen with 96 px thumbnails, at most about 15 MB, small enough to e-mail;
+- above it, **the page and a folder beside it** (``explorer.html`` +
+  ``explorer_files/``, see :mod:`.folder`): the page holds plotly.js and about
+  25 bytes per specimen (coordinates and label); thumbnails are files loaded
+  when shown, the rest of the data lives in sidecar scripts. Move or e-mail the
+  page together with its folder.
 
 The package: :mod:`.checks` (input validation), :mod:`.thumbnails`,
-:mod:`.payload` (the JSON data the page reads), :mod:`.render` (fills
-``page.html`` with ``style.css``, the data, plotly.js and ``app.js``).
+:mod:`.payload` (the JSON data the page reads), :mod:`.folder` (the folder
+layout), :mod:`.render` (fills ``page.html`` with ``style.css``, the data,
+plotly.js, ``app.js`` and ``labelling.js``).
 
-Safety: every user string (file names, class and clustering names, the title,
-the notice) reaches the page either HTML-escaped, or inside a JSON block in
-which ``<``, ``>``, ``&`` and the JavaScript line separators are
-``\\uXXXX``-escaped (so ``</script>`` cannot end it), and the page's script
-only ever puts those strings into the DOM as text (``textContent``) or into
-plotly as entity-encoded text. A Content-Security-Policy admits only the page's
-own two scripts (by SHA-256 hash) and ``data:`` images, so inline event
-handlers and network requests are refused by the browser as well.
+Safety: every user string (file names, class, clustering and score names, the
+title, the notice) reaches the page either HTML-escaped, or inside a JSON block
+in which ``<``, ``>``, ``&`` and the JavaScript line separators are
+``\\uXXXX``-escaped (so ``</script>`` cannot end it), and the page's scripts
+only ever put those strings, and the class names typed in the labelling panel,
+into the DOM as text (``textContent``) or into plotly as entity-encoded text. A
+Content-Security-Policy admits only the page's own inline scripts (by SHA-256
+hash), ``data:`` images and, on a folder page, the scripts and images beside
+it, so inline event handlers and network requests are refused by the browser
+as well.
 
 Drawing: SVG ``scatter`` up to :data:`WEBGL_THRESHOLD` points (reliable hover
-and crisp export), WebGL ``scattergl`` above it (fast for tens of thousands).
-
-Size: plotly.js is ~4.8 MB; each 96 px JPEG thumbnail (quality 70) adds about
-3-5 kB (base64), so 20,000 specimens make a page of roughly 70-100 MB. Pass
-``thumb_size=64`` or ``image_files=None`` for very large datasets.
+and crisp export), WebGL ``scattergl`` above it (fast for hundreds of thousands).
 """
 
 from __future__ import annotations
@@ -40,11 +51,16 @@ import numpy as np
 
 from ..embeddings import atomic_write_text
 from .checks import check_inputs
+from .folder import clear_companion, companion_folder, folder_url, split_payload, write_parts
 from .payload import WEBGL_THRESHOLD, build_payload
 from .render import render_page
-from .thumbnails import thumbnail_data_url, thumbnail_data_urls
+from .thumbnails import thumbnail_data_url, thumbnail_data_urls, write_thumbnails
 
-__all__ = ["WEBGL_THRESHOLD", "thumbnail_data_url", "thumbnail_data_urls", "write_explorer"]
+__all__ = ["SINGLE_FILE_MAX", "WEBGL_THRESHOLD", "companion_folder", "thumbnail_data_url", "thumbnail_data_urls",
+           "write_explorer"]
+
+#: Up to this many specimens the explorer is one self-contained file; above it, a page and a folder beside it.
+SINGLE_FILE_MAX = 2000
 
 
 def write_explorer(
@@ -67,6 +83,12 @@ def write_explorer(
     webgl: bool | None = None,
     workers: int | None = None,
     notice: str | None = None,
+    scores: Mapping[str, np.ndarray] | None = None,
+    predicted: np.ndarray | None = None,
+    labelling: bool = True,
+    data_root: str | os.PathLike | None = None,
+    single_file: bool | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write the interactive explorer to ``path`` (an ``.html`` file) and return it.
 
@@ -90,18 +112,50 @@ def write_explorer(
     workers : threads decoding thumbnails (default: up to 8)
     notice : text shown as a prominent banner in the page's header (e.g. "random weights: a pipeline
         check, not a result"); plain text, never interpreted as HTML. None or "": no banner
+    scores : {name: (N,) float} continuous colourings (e.g. "suggestion rank", "confidence", "novelty"),
+        NaN = not scored; each is shown on hover and is a "Score: <name>" colouring. A score whose name
+        contains "rank" is drawn with its lowest values on top (rank 1 first) and a reversed colour scale
+    predicted : (N,) int, a predicted class per point, index into ``class_names``, -1 = unassigned;
+        a "Predicted class" colouring
+    labelling : show the labelling panel (assign class names to clicked or lasso-selected specimens,
+        undo, download the labels as a ``path,label`` CSV manifest)
+    data_root : the dataset's folder (``paths`` are relative to it); the downloaded CSV then lists
+        absolute paths ``data_root/path``, so it can be used from wherever it is saved. None: the
+        CSV lists ``paths`` as given
+    single_file : True: one self-contained file; False: the page plus the folder ``<name>_files``
+        beside it (thumbnails as files, the bulky data in sidecar scripts); None (default): one file
+        up to :data:`SINGLE_FILE_MAX` points
+    progress : show a progress bar while thumbnails are made
 
+    Writing a page replaces what an earlier folder page of the same name wrote in ``<name>_files``.
     Raises ValueError when the arrays disagree in length or hold invalid values (before any
     thumbnail is decoded or anything is written).
     """
     inputs = check_inputs(
         coords, paths=paths, class_names=class_names, labels=labels, image_files=image_files, clusters=clusters,
         outlier_score=outlier_score, suspect_score=suspect_score, neighbours=neighbours, neighbour_sim=neighbour_sim,
+        scores=scores, predicted=predicted,
     )
-    payload = build_payload(inputs, title=title, axis_titles=axis_titles, webgl=webgl, thumb_size=thumb_size,
-                            thumb_quality=thumb_quality, workers=workers)
-    page = render_page(payload, notice=notice)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, page)
+    one_file = inputs.n <= SINGLE_FILE_MAX if single_file is None else bool(single_file)
+    common = dict(title=title, axis_titles=axis_titles, webgl=webgl, thumb_size=thumb_size,
+                  thumb_quality=thumb_quality, workers=workers, labelling=labelling,
+                  data_root=None if data_root is None else os.fspath(data_root), progress=progress)
+    clear_companion(out)
+    if one_file:
+        payload = build_payload(inputs, **common)
+    else:
+        folder, url = companion_folder(out), folder_url(out)
+        thumbs = None
+        if inputs.image_files is not None and thumb_size:
+            has = write_thumbnails(inputs.image_files, folder / "thumbnails", thumb_size, thumb_quality, workers,
+                                   progress)
+            thumbs = (f"{url}/thumbnails", has)
+        payload = build_payload(inputs, **common, thumb_folder=thumbs)
+        if thumbs is None:
+            payload["thumbs"] = None  # no thumbnails at all: nothing per specimen in the page
+        payload, files = split_payload(payload, url)
+        write_parts(folder, files)
+    atomic_write_text(out, render_page(payload, notice=notice))
     return out

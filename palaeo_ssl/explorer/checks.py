@@ -7,7 +7,7 @@ failure is a ValueError that names the argument the caller passed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -27,6 +27,8 @@ class ExplorerInputs:
     suspect_score: np.ndarray | None  # (N,) float64, NaN = not scored
     neighbours: np.ndarray | None  # (N, k) int64 in [-1, N)
     neighbour_sim: np.ndarray | None  # (N, k) float64, only with neighbours
+    scores: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (name, (N,) float64, NaN = not scored)
+    predicted: np.ndarray | None = None  # (N,) int64, -1 (unassigned) or an index into class_names
 
     @property
     def n(self) -> int:
@@ -45,6 +47,8 @@ def check_inputs(
     suspect_score=None,
     neighbours=None,
     neighbour_sim=None,
+    scores: Mapping[str, np.ndarray] | None = None,
+    predicted=None,
 ) -> ExplorerInputs:
     """Check the explorer's inputs (shapes and meaning as in :func:`~palaeo_ssl.explorer.write_explorer`).
 
@@ -67,6 +71,8 @@ def check_inputs(
         outlier_score=check_score(outlier_score, n, "outlier_score"),
         suspect_score=check_score(suspect_score, n, "suspect_score"),
         neighbours=nb, neighbour_sim=sim,
+        scores=check_scores(scores, n),
+        predicted=None if predicted is None else check_labels(predicted, n, len(class_names), "predicted"),
     )
 
 
@@ -80,13 +86,15 @@ def check_coords(coords) -> np.ndarray:
     return coords
 
 
-def check_labels(labels, n: int, n_classes: int) -> np.ndarray:
-    """``labels`` as an (N,) int64 array of -1 (unlabelled) or class indices."""
+def check_labels(labels, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
+    """``labels`` (or ``predicted``: ``name``) as an (N,) int64 array of -1 (none) or class indices."""
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     if labels.shape[0] != n:
-        raise ValueError(f"{labels.shape[0]} labels for {n} points")
+        raise ValueError(f"{labels.shape[0]} labels for {n} points" if name == "labels"
+                         else f"{name} has {labels.shape[0]} values for {n} points")
     if n and (labels.min() < -1 or labels.max() >= n_classes):
-        raise ValueError("labels must be -1 (unlabelled) or an index into class_names")
+        raise ValueError(f"{name} must be -1 ({'unlabelled' if name == 'labels' else 'unassigned'}) "
+                         "or an index into class_names")
     return labels
 
 
@@ -127,4 +135,17 @@ def check_clusterings(clusters: Mapping[str, np.ndarray] | None, n: int) -> list
         if v.shape[0] != n:
             raise ValueError(f"clustering {name!r} has {v.shape[0]} labels for {n} points")
         out.append((str(name), v.astype(np.int64)))
+    return out
+
+
+def check_scores(scores: Mapping[str, np.ndarray] | None, n: int) -> list[tuple[str, np.ndarray]]:
+    """``[(name as str, (N,) float64 with NaN = not scored)]``, one per entry of ``scores``, in order."""
+    out = []
+    for name, values in (scores or {}).items():
+        name = str(name)
+        if not name.strip():
+            raise ValueError("scores: a score needs a name (the key of the mapping)")
+        if any(name == seen for seen, _ in out):
+            raise ValueError(f"scores: two scores are named {name!r}")
+        out.append((name, check_score(values, n, f"score {name!r}")))
     return out

@@ -5,8 +5,11 @@ here, and only with: ``html.escape``-d text (``title``, ``notice``, ``csp``),
 a number (``count``), the payload as safe JSON (``data``: no raw ``<``, ``>``,
 ``&`` or U+2028/9, so ``</script>`` cannot end its block) and static code
 (``css`` from ``style.css``, ``plotly_js`` from the plotly package, ``app_js``
-from ``app.js``). The Content-Security-Policy admits exactly the two inline
-scripts, by SHA-256 hash, and ``data:`` images.
+from ``app.js``, ``labelling_js`` from ``labelling.js``) and, on a folder page,
+``parts``: the ``<script src>`` of its specimens file (an escaped relative URL).
+The Content-Security-Policy admits exactly the three inline scripts, by SHA-256
+hash, and ``data:`` images; a folder page's policy adds scripts and images of
+its own origin (``'self'``: the files beside it).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 
 def read_asset(name: str) -> str:
-    """The text of one of the explorer's package files (``page.html``, ``app.js``, ``style.css``)."""
+    """The text of one of the explorer's package files (``page.html``, ``app.js``, ``labelling.js``, ``style.css``)."""
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
@@ -52,17 +55,25 @@ def _inlinable(code: str, what: str, end_tag: str) -> str:
 
 
 def render_page(payload: dict[str, Any], *, notice: str | None = None) -> str:
-    """The page (HTML text) showing ``payload`` (see :mod:`.payload`), with an optional ``notice`` banner."""
+    """The page (HTML text) showing ``payload`` (see :mod:`.payload`), with an optional ``notice`` banner.
+
+    A folder page (``payload["parts"]`` set, see :mod:`.folder`) loads its
+    specimens file with a ``<script src>`` and may load files beside it.
+    """
     from plotly.offline import get_plotlyjs
 
     plotly_js = _inlinable(get_plotlyjs(), "plotly.js bundle", "</script")
     app_js = _inlinable(read_asset("app.js"), "app.js", "</script")
+    labelling_js = _inlinable(read_asset("labelling.js"), "labelling.js", "</script")
     css = _inlinable(read_asset("style.css"), "style.css", "</style")
+    parts = payload.get("parts")
+    own = " 'self'" if parts else ""
     csp = (
         "default-src 'none'; "
-        f"script-src {csp_hash(plotly_js)} {csp_hash(app_js)} 'unsafe-eval'; "
-        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; worker-src blob:"
+        f"script-src {csp_hash(plotly_js)} {csp_hash(app_js)} {csp_hash(labelling_js)}{own} 'unsafe-eval'; "
+        f"style-src 'unsafe-inline'; img-src{own} data: blob:; font-src data:; worker-src blob:"
     )
+    parts_html = f'<script src="{html.escape(parts["specimens"], quote=True)}"></script>\n' if parts else ""
     return Template(read_asset("page.html")).substitute(
         csp=html.escape(csp, quote=True),
         title=html.escape(str(payload["title"])),
@@ -72,4 +83,6 @@ def render_page(payload: dict[str, Any], *, notice: str | None = None) -> str:
         data=safe_json(payload),
         plotly_js=plotly_js,
         app_js=app_js,
+        labelling_js=labelling_js,
+        parts=parts_html,
     )
