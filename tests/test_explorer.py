@@ -16,12 +16,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from palaeo_ssl.explorer import WEBGL_THRESHOLD, write_explorer
+from palaeo_ssl.explorer import SINGLE_FILE_MAX, WEBGL_THRESHOLD, companion_folder, write_explorer
+from palaeo_ssl.images import discover
 from palaeo_ssl.synthetic import make_example_dataset
 
 XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
 XSS_CLASS = "<script>alert(2)</script> & \"ostracod\""
 NOTICE = "random weights: a pipeline check, not a result <img src=x onerror=alert(3)> & </p><b>"
+XSS_SCORE = "<i>novelty</i> & co"
+#: a class name typed into the labelling panel: markup, a comma and quotes (CSV quoting), an ampersand
+XSS_TYPED = 'Fusulina <img src=x onerror=alert(5)>, "nova" & co'
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -60,6 +65,9 @@ def inputs(tmp_path_factory):
         image_files=[str(f) for f in files], clusters={"kmeans K=4": rng.integers(-1, 4, n)},
         outlier_score=rng.random(n), suspect_score=np.where(labels >= 0, rng.random(n), np.nan),
         neighbours=nb, neighbour_sim=np.take_along_axis(sim, nb, 1), title="Explorer <test> & co",
+        scores={"suggestion rank": np.where(labels < 0, 1.0, np.arange(n, dtype=float)),
+                "confidence": rng.random(n), XSS_SCORE: np.where(np.arange(n) % 3 == 0, np.nan, rng.random(n))},
+        predicted=np.where(np.arange(n) == 4, -1, rng.integers(0, len(class_names), n)), data_root=str(root),
     )
 
 
@@ -130,6 +138,16 @@ def test_user_strings_escaped_and_data_round_trips(page_path, inputs):
     assert [c["name"] for c in data["clusters"]] == ["kmeans K=4"]
     assert set(data["clusters"][0]["values"]) <= {-1, 0, 1, 2, 3}
     assert data["webgl"] is False and len(data["x"]) < WEBGL_THRESHOLD
+    # the labelling inputs: scores (5 significant digits, null = not scored), predicted classes, data root
+    assert "<i>novelty" not in text
+    assert [s["name"] for s in data["scores"]] == ["suggestion rank", "confidence", XSS_SCORE]
+    assert [s["ascending"] for s in data["scores"]] == [True, False, False]
+    assert data["scores"][0]["values"] == inputs["scores"]["suggestion rank"].tolist()
+    novelty = data["scores"][2]["values"]
+    assert novelty[0] is None and novelty[1] == pytest.approx(inputs["scores"][XSS_SCORE][1], rel=1e-4)
+    assert data["predicted"] == inputs["predicted"].tolist() and data["predicted"][4] == -1
+    assert data["data_root"] == inputs["data_root"] and data["labelling"] is True
+    assert data["parts"] is None and data["thumb_folder"] is None  # a small set: one file
 
 
 def test_notice_is_an_escaped_banner_in_the_header(page_path, inputs, tmp_path):
@@ -344,5 +362,157 @@ def test_explorer_minimal_inputs_in_headless_chromium(browser, tmp_path):
     page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
     page.wait_for_selector("#neighbours li", timeout=10_000)
     assert page.inner_text("#neighbours") == "nearest neighbours were not computed"
+    _assert_clean(page, events)
+    page.close()
+
+
+# ------------------------------------------------------------------------------ labelling in the browser
+_POINT_XY = """i => {
+    const gd = document.getElementById('plot'), fl = gd._fullLayout, r = gd.getBoundingClientRect();
+    const d = palaeoExplorer.data;
+    return [r.left + fl._size.l + fl.xaxis.l2p(d.x[i]), r.top + fl._size.t + fl.yaxis.l2p(d.y[i])];
+}"""
+
+
+def _isolated(coords: np.ndarray, k: int, skip=()) -> list[int]:
+    """``k`` points whose nearest other point is far (in data units), most isolated first, none in ``skip``."""
+    d = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    order = [int(i) for i in np.argsort(-d.min(axis=1)) if int(i) not in skip]
+    return order[:k]
+
+
+def _click_point(page, i: int) -> None:
+    x, y = page.evaluate(_POINT_XY, i)
+    page.mouse.move(x - 30, y + 30)
+    page.mouse.move(x, y)
+    page.wait_for_selector(f"#tooltip[data-index='{i}']:not([hidden])", timeout=10_000)  # plotly hovers first
+    page.mouse.click(x, y)
+    name = page.evaluate("i => palaeoExplorer.nameOf(i)", i)
+    page.wait_for_function("n => document.getElementById('targets').textContent.startsWith('1 specimen: ' + n)",
+                           arg=name, timeout=10_000)
+
+
+def _assign(page, name: str) -> None:
+    page.fill("#label-name", name)
+    page.click("#assign")
+
+
+@pytest.mark.slow
+def test_labelling_click_assign_undo_download_in_headless_chromium(browser, page_path, inputs, tmp_path):
+    """Label three specimens by clicking (an existing class, a typed new one, then the new one again), undo a
+    wrong assignment, download the CSV and read it back with palaeo_ssl.images.discover."""
+    page, events = _open(browser, page_path)
+    assert page.is_visible("#labelling")
+    assert "absolute paths" in page.inner_text("#root-note")
+    assert page.is_disabled("#assign") and page.is_disabled("#undo")
+    names = inputs["class_names"]
+    a, b, c = _isolated(inputs["coords"], 3, skip={0, 5})  # 0 sits alone; 5 is the unlabelled one
+    existing = names[(inputs["labels"][a] + 1) % len(names)]  # a class it does not have yet
+
+    _click_point(page, a)
+    _assign(page, existing)
+    _click_point(page, b)
+    _assign(page, XSS_TYPED)  # a new class, typed
+    _click_point(page, c)
+    _assign(page, names[0])  # wrong: undone below
+    page.wait_for_function("() => !document.getElementById('undo').disabled")
+    assert page.evaluate(f"palaeoExplorer.data.labels[{c}]") == 0
+    page.click("#undo")
+    assert page.evaluate(f"palaeoExplorer.data.labels[{c}]") == int(inputs["labels"][c])
+    _assign(page, XSS_TYPED)  # the new class, now in the list
+    assert page.evaluate("palaeoExplorer.data.class_names.length") == len(names) + 1
+
+    # the typed name is text everywhere: the legend (coloured by class), the card, the class list
+    page.wait_for_function("t => Array.from(document.querySelectorAll('.legendtext')).some("
+                           "e => e.textContent === t + ' (2)')", arg=XSS_TYPED, timeout=10_000)
+    assert page.inner_text("#selected-card").count("label: " + XSS_TYPED) == 1
+    options = page.eval_on_selector_all("#label-classes option", "els => els.map(e => e.value)")
+    assert options == list(names) + [XSS_TYPED]
+    assert "3 specimens labelled differently" in page.inner_text("#label-status")
+
+    with page.expect_download() as info:
+        page.click("#download")
+    download = info.value
+    assert download.suggested_filename == "labels.csv"
+    csv = tmp_path / "labels.csv"
+    download.save_as(csv)
+    assert "not downloaded" not in page.inner_text("#label-status")
+    _assert_clean(page, events)
+    page.close()
+
+    found = discover(csv)
+    root = Path(inputs["data_root"])
+    assert found.layout == "manifest" and len(found) == len(inputs["paths"]) and found.missing == []
+    got = {Path(f): (found.class_names[l] if l >= 0 else None) for f, l in zip(found.files, found.labels)}
+    expected = {root / p: (names[l] if l >= 0 else None) for p, l in zip(inputs["paths"], inputs["labels"])}
+    expected[root / inputs["paths"][a]] = existing
+    expected[root / inputs["paths"][b]] = expected[root / inputs["paths"][c]] = XSS_TYPED
+    assert got == expected
+    assert expected[root / inputs["paths"][5]] is None and XSS_CLASS in found.class_names
+
+
+@pytest.mark.slow
+def test_labelling_box_selection_and_colourings_in_headless_chromium(browser, page_path, inputs):
+    """A box selection labels every specimen inside it; the score and predicted-class colourings draw."""
+    page, events = _open(browser, page_path)
+    coords = inputs["coords"]
+    lo, hi = np.array([2.0, 2.0]), np.array([6.0, 6.0])
+    inside = sorted(int(i) for i in np.flatnonzero(((coords >= lo) & (coords <= hi)).all(axis=1)))
+    assert len(inside) >= 2
+    page.evaluate("Plotly.relayout(document.getElementById('plot'), {dragmode: 'select'})")
+    page.evaluate("() => { palaeoExplorer.data.x.push(2.0, 6.0); palaeoExplorer.data.y.push(2.0, 6.0); }")
+    n = len(coords)
+    (x0, y0), (x1, y1) = page.evaluate(_POINT_XY, n), page.evaluate(_POINT_XY, n + 1)
+    page.evaluate("() => { palaeoExplorer.data.x.length -= 2; palaeoExplorer.data.y.length -= 2; }")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"document.getElementById('targets').textContent === '{len(inside)} specimens selected'",
+                           timeout=10_000)
+    _assign(page, "boxed")
+    page.wait_for_function("Array.from(document.querySelectorAll('.legendtext')).some("
+                           f"e => e.textContent === 'boxed ({len(inside)})')", timeout=10_000)
+    labels = page.evaluate("palaeoExplorer.data.labels")
+    assert [i for i, l in enumerate(labels) if l == len(inputs["class_names"])] == inside
+    csv_rows = page.evaluate("palaeoExplorer.labelling.csv()").splitlines()
+    assert csv_rows[0] == "path,label" and len(csv_rows) == n + 1
+    assert csv_rows[inside[0] + 1] == str(Path(inputs["data_root"]) / inputs["paths"][inside[0]]) + ",boxed"
+    page.click("#undo")
+    assert page.evaluate("palaeoExplorer.data.labels") == inputs["labels"].tolist()
+
+    options = page.eval_on_selector_all("#colour-by option", "els => els.map(e => e.textContent)")
+    assert options == ["Class", "Predicted class", "Cluster: kmeans K=4", "Outlier score", "Suspect-label score",
+                       "Score: suggestion rank", "Score: confidence", "Score: " + XSS_SCORE]
+    page.select_option("#colour-by", label="Score: suggestion rank")
+    page.wait_for_selector(".colorbar", timeout=10_000)
+    trace = page.evaluate("document.getElementById('plot').data[0]")
+    assert trace["marker"]["reversescale"] is True
+    assert trace["marker"]["color"][-1] == min(inputs["scores"]["suggestion rank"])  # rank 1 drawn on top
+    page.select_option("#colour-by", label="Score: " + XSS_SCORE)
+    page.wait_for_function("Array.from(document.querySelectorAll('.legendtext')).some("
+                           "e => e.textContent === 'not scored (10)')", timeout=10_000)
+    assert page.evaluate("document.querySelectorAll('.colorbar i').length") == 0  # the name is text
+    page.select_option("#colour-by", label="Predicted class")
+    page.wait_for_function("Array.from(document.querySelectorAll('.legendtext')).some("
+                           "e => e.textContent === 'unassigned (1)')", timeout=10_000)
+    x, y = page.evaluate(_POINT_XY, 0)
+    page.mouse.move(x - 30, y + 30)
+    page.mouse.move(x, y)
+    page.wait_for_selector("#tooltip:not([hidden]) img.thumb", timeout=10_000)
+    tip = page.inner_text("#tooltip")
+    assert "predicted: " in tip and "suggestion rank: " in tip and XSS_SCORE + ": n/a" in tip
+    _assert_clean(page, events)
+    page.close()
+
+
+@pytest.mark.slow
+def test_no_labelling_panel_when_switched_off(browser, inputs, tmp_path):
+    path = write_explorer(tmp_path / "plain.html", **dict(inputs, image_files=None, labelling=False))
+    page, events = _open(browser, path)
+    assert not page.is_visible("#labelling")
+    assert page.evaluate("palaeoExplorer.labelling") is None
     _assert_clean(page, events)
     page.close()
