@@ -243,13 +243,29 @@ def _open(browser, path: Path):
     return page, events
 
 
+def _open_slow(browser, path: Path):
+    """:func:`_open` for a large page (a longer wait for its first drawing)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    events = {"console": [], "pageerror": [], "dialog": [], "request": []}
+    page.on("console", lambda m: events["console"].append((m.type, m.text)))
+    page.on("pageerror", lambda e: events["pageerror"].append(str(e)))
+    page.on("dialog", lambda d: (events["dialog"].append(d.message), d.dismiss()))
+    page.on("request", lambda r: events["request"].append(r.url))
+    page.goto(path.as_uri(), timeout=180_000)
+    page.wait_for_selector("body[data-ready='1']", timeout=180_000)
+    return page, events
+
+
 def _assert_clean(page, events):
     errors = [t for kind, t in events["console"] if kind == "error"]
     assert errors == [], errors
     assert events["pageerror"] == []
     assert events["dialog"] == [], "a dialog (alert) fired: user strings were executed"
     assert all(u.startswith(("file:", "data:", "blob:")) for u in events["request"]), events["request"]
-    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], body script[src]').length") == 0
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+    # the only scripts from files are a folder page's own data files
+    assert page.evaluate("Array.from(document.querySelectorAll('script[src]')).map(s => s.getAttribute('src'))"
+                         ".filter(u => !/^[^/]+_files\\/data\\/(specimens|neighbours_[0-9]+)\\.js$/.test(u))") == []
 
 
 @pytest.mark.slow
@@ -515,4 +531,95 @@ def test_no_labelling_panel_when_switched_off(browser, inputs, tmp_path):
     assert not page.is_visible("#labelling")
     assert page.evaluate("palaeoExplorer.labelling") is None
     _assert_clean(page, events)
+    page.close()
+
+
+# ------------------------------------------------------------------------------ a large set: the folder page
+def _hover_thumbnail(page, i: int) -> str:
+    """Hover point ``i``; wait until its tooltip shows a decoded thumbnail; return the image's URL."""
+    x, y = page.evaluate(_POINT_XY, i)
+    page.mouse.move(x - 30, y + 30)
+    page.mouse.move(x, y)
+    page.wait_for_function("i => { const t = document.getElementById('tooltip'), im = t.querySelector('img.thumb');"
+                           " return !t.hidden && t.dataset.index === String(i) && im && im.complete"
+                           " && im.naturalWidth > 0; }", arg=i, timeout=30_000)
+    return page.get_attribute("#tooltip img.thumb", "src")
+
+
+@pytest.mark.slow
+def test_folder_page_at_200000_points_in_headless_chromium(browser, inputs, tmp_path):
+    """2 x 10^5 specimens: a page of at most 100 bytes per specimen beyond plotly.js that loads from disk,
+    draws with WebGL, shows a thumbnail file on hover and loads neighbour files on click, without errors."""
+    from plotly.offline import get_plotlyjs
+
+    n, k = 200_000, 6
+    rng = np.random.default_rng(3)
+    coords = rng.normal(size=(n, 2))
+    coords[0], coords[n - 1] = [8.0, 8.0], [-8.0, 8.0]  # two specimens alone in the top corners
+    images = [f for f in inputs["image_files"] if "alert" not in f][:3]
+    image_files = [None] * n
+    for j, i in enumerate((0, 1234, n - 1)):
+        image_files[i] = images[j]
+    nb = rng.integers(0, n, (n, k))
+    nb[:, 0] = np.arange(n)
+    path = write_explorer(
+        tmp_path / "large.html", coords, paths=[f"taxon_{i % 20}/specimen_{i:06d}.jpg" for i in range(n)],
+        class_names=[f"taxon_{c}" for c in range(20)], labels=np.where(rng.random(n) < 0.2, -1, np.arange(n) % 20),
+        image_files=image_files, neighbours=nb, neighbour_sim=rng.random((n, k)),
+        outlier_score=rng.random(n), scores={"novelty": rng.random(n)}, data_root="/data")
+    assert n > SINGLE_FILE_MAX
+    page_bytes = path.stat().st_size - len(get_plotlyjs().encode("utf-8"))
+    assert page_bytes <= 100 * n, f"{page_bytes / n:.1f} bytes per specimen"
+    folder = companion_folder(path)
+    assert sorted(p.relative_to(folder).as_posix() for p in (folder / "thumbnails").rglob("*.jpg")) == [
+        "thumbnails/0/0.jpg", "thumbnails/1/1234.jpg", f"thumbnails/{(n - 1) // 1000}/{n - 1}.jpg"]
+
+    page, events = _open_slow(browser, path)
+    if page.evaluate("!!document.createElement('canvas').getContext('webgl')"):
+        assert page.evaluate("document.getElementById('plot').data[0].type") == "scattergl"
+    assert page.inner_text("#count") == f"{n} specimens"
+    assert _hover_thumbnail(page, 0) == "large_files/thumbnails/0/0.jpg"
+    assert page.inner_text("#tooltip .name") == "specimen_000000.jpg"
+    page.mouse.click(*page.evaluate(_POINT_XY, 0))
+    page.wait_for_selector("#neighbours li.neighbour", timeout=30_000)
+    expected = [int(j) for j in nb[0] if j != 0]
+    assert [int(li.get_attribute("data-index")) for li in page.query_selector_all("#neighbours li.neighbour")] \
+        == expected
+    # the last specimen's neighbours live in the last neighbour file, loaded on this click
+    assert _hover_thumbnail(page, n - 1) == f"large_files/thumbnails/{(n - 1) // 1000}/{n - 1}.jpg"
+    page.mouse.click(*page.evaluate(_POINT_XY, n - 1))
+    page.wait_for_function(f"document.querySelector('#neighbours li.neighbour') && "
+                           f"document.querySelector('#selected-card .name').textContent === 'specimen_{n - 1:06d}.jpg'",
+                           timeout=30_000)
+    assert [int(li.get_attribute("data-index")) for li in page.query_selector_all("#neighbours li.neighbour")] \
+        == [int(j) for j in nb[n - 1] if j != n - 1]
+    loaded = [u.rsplit("/", 1)[-1] for u in events["request"] if "/data/" in u]
+    assert loaded == ["specimens.js", "neighbours_0.js", f"neighbours_{(n - 1) // 20_000}.js"]
+    page.select_option("#colour-by", label="Score: novelty")
+    page.wait_for_selector(".colorbar", timeout=60_000)
+    _assert_clean(page, events)
+    page.close()
+
+
+@pytest.mark.slow
+def test_folder_page_without_its_folder_says_so(browser, inputs, tmp_path):
+    """A folder page copied without the folder beside it draws its points and says what is missing."""
+    n = 40
+    rng = np.random.default_rng(4)
+    path = write_explorer(tmp_path / "a" / "p.html", rng.normal(size=(n, 2)), paths=[f"s{i}.jpg" for i in range(n)],
+                          class_names=["a"], labels=np.zeros(n, int), outlier_score=rng.random(n),
+                          neighbours=np.tile(np.arange(3), (n, 1)), single_file=False)
+    alone = tmp_path / "b" / "p.html"
+    alone.parent.mkdir()
+    shutil.copy(path, alone)
+    page, events = _open(browser, alone)
+    assert page.is_visible("#load-error")
+    assert "p_files" in page.inner_text("#load-error")
+    assert len(page.query_selector_all(".scatterlayer .trace path.point")) == n
+    page.evaluate("palaeoExplorer.select(5)")
+    page.wait_for_function("document.getElementById('neighbours').textContent.includes('could not be loaded')")
+    assert events["pageerror"] == [] and events["dialog"] == []
+    # the only console errors are the two files the browser could not find
+    errors = [t for kind, t in events["console"] if kind == "error"]
+    assert len(errors) == 2 and all("ERR_FILE_NOT_FOUND" in e for e in errors), errors
     page.close()

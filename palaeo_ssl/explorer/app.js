@@ -24,6 +24,7 @@
  */
 (function () {
   "use strict";
+  var timings = {start: performance.now()};  // ms since navigation: this script starts, the data is read, drawn
   var D = JSON.parse(document.getElementById("explorer-data").textContent);
   var N = D.x.length;
   var TYPE = D.webgl ? "scattergl" : "scatter";
@@ -72,6 +73,7 @@
       }
     }
   }
+  timings.parsed = performance.now();
   var NB = D.parts && D.parts.neighbours;  // {size: rows per chunk, files: [url, ...], sim: bool} or undefined
   if (NB) {
     D.neighbours = new Array(N);
@@ -381,10 +383,11 @@
       setTargets(idx);
     });
     plotEl.on("plotly_deselect", function () { setTargets(selected >= 0 ? [selected] : []); });
+    timings.drawn = performance.now();
     document.body.dataset.ready = "1";  // the browser tests wait for this
   });
   window.palaeoExplorer = {
-    data: D, select: selectPoint, nameOf: nameOf, labelOf: labelOf, setLabels: setLabels, addClass: addClass,
+    data: D, timings: timings, select: selectPoint, nameOf: nameOf, labelOf: labelOf, setLabels: setLabels, addClass: addClass,
     onTargets: function (fn) { targetListeners.push(fn); },
     colourBy: function (k) { sel.value = String(k); current = k; return draw(); }
   };
