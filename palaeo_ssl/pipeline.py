@@ -42,7 +42,9 @@ FILE_DESCRIPTIONS: dict[str, str] = {
                      "per-stage timings (and whether each stage was reused), counts, skipped images",
     "README.md": "this list of every file in the results folder",
     "explorer.html": "interactive morphospace: open in a browser from disk; hover a point for the specimen, "
-                     "click for its nearest neighbours; colour by class, cluster or outlier score",
+                     "click for its nearest neighbours; colour by class, cluster or outlier score; label specimens "
+                     "and download the labels as a CSV manifest",
+    "explorer_files/": "the explorer's thumbnails and data files (large sets): keep this folder beside explorer.html",
     "reference_comparison.csv": "this run's key figures beside the published ones of Rodgers (2025), with differences",
     "reference_comparison.tex": "the same comparison as a LaTeX table",
     # extraction
@@ -99,6 +101,8 @@ _PREFIX_DESCRIPTIONS = {
 
 
 def describe_file(rel: str) -> str:
+    if rel in FILE_DESCRIPTIONS:
+        return FILE_DESCRIPTIONS[rel]
     name = Path(rel).name
     if name in FILE_DESCRIPTIONS:
         return FILE_DESCRIPTIONS[name]
@@ -345,7 +349,11 @@ class Pipeline:
                 from .morphospace import explorer_inputs
 
                 inputs = explorer_inputs(result)
-            return [write_run_explorer(emb, inputs, path, notice=notice)], {}
+            page = write_run_explorer(emb, inputs, path, notice=notice, progress=self.progress)
+            from .explorer import companion_folder
+
+            folder = companion_folder(page)  # a large set's thumbnails and data files, beside the page
+            return [page] + ([folder] if folder.is_dir() else []), {}
 
         self.stages.run("explorer", key, _explorer)
         return path
@@ -409,14 +417,20 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def write_run_explorer(emb: Embeddings, inputs: dict[str, Any], path: Path, notice: str | None = None) -> Path:
-    """The explorer of a run, from the morphospace stage's projection and scores (see ``explorer_inputs``)."""
+def write_run_explorer(emb: Embeddings, inputs: dict[str, Any], path: Path, notice: str | None = None,
+                       progress: bool = False) -> Path:
+    """The explorer of a run, from the morphospace stage's projection and scores (see ``explorer_inputs``).
+
+    The downloaded labels list absolute paths under the embeddings' data root, when it is known.
+    """
     from .explorer import write_explorer
 
     inputs = dict(inputs)
-    files = [emb.image_path(i) for i in range(len(emb))] if emb.data_root is not None else None
+    root = emb.data_root
+    files = [emb.image_path(i) for i in range(len(emb))] if root is not None else None
     return write_explorer(path, inputs.pop("coords"), paths=emb.paths, class_names=emb.class_names,
-                          labels=emb.labels, image_files=files, notice=notice,
+                          labels=emb.labels, image_files=files, notice=notice, progress=progress,
+                          data_root=str(root) if root is not None else None,
                           title=f"{emb.meta.get('dataset', 'dataset')}: morphospace explorer", **inputs)
 
 
@@ -483,7 +497,10 @@ def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.Dat
                   "See `reference_comparison.csv` (published, this run, difference)."]
     lines += ["", "## Files", ""]
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts))
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+                   and p.relative_to(out).parts[0] != "explorer_files")
+    if (out / "explorer_files").is_dir():  # thousands of thumbnails: one line for the folder
+        files.append("explorer_files/")
     if "README.md" not in files:
         files.append("README.md")
     for rel in sorted(files):

@@ -63,7 +63,8 @@ SPECIMEN_KEYS = (("paths",), ("outlier",), ("suspect",), ("predicted",), ("clust
                  ("scores", "*", "values"), ("thumb_folder", "missing"))
 
 
-def split_payload(payload: dict[str, Any], url: str, chunk: int = NEIGHBOUR_CHUNK) -> tuple[dict[str, Any], dict[str, str]]:
+def split_payload(payload: dict[str, Any], url: str,
+                  chunk: int = NEIGHBOUR_CHUNK) -> tuple[dict[str, Any], dict[str, str]]:
     """(the page's payload, {file name under ``data/``: script text}) for a folder page.
 
     The page's payload keeps the small entries and x, y and labels; the others

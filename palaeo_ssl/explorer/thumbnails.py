@@ -64,9 +64,14 @@ def _map(fn, files: Sequence, workers: int | None, progress: bool, desc: str) ->
 
 def thumbnail_data_urls(files: Sequence[str | os.PathLike | None], size: int = 96, quality: int = 70,
                         workers: int | None = None, progress: bool = False) -> list[str | None]:
-    """:func:`thumbnail_data_url` for each file (None entries stay None), decoded in a thread pool, in order."""
-    return _map(lambda f: None if f is None else thumbnail_data_url(f, size, quality), files, workers, progress,
-                "thumbnails")
+    """:func:`thumbnail_data_url` for each file (None entries stay None), decoded in a thread pool, in order.
+
+    A file listed more than once is decoded once.
+    """
+    distinct = list(dict.fromkeys(os.fspath(f) for f in files if f is not None))
+    urls = dict(zip(distinct, _map(lambda f: thumbnail_data_url(f, size, quality), distinct, workers, progress,
+                                   "thumbnails")))
+    return [None if f is None else urls[os.fspath(f)] for f in files]
 
 
 def thumbnail_relpath(i: int) -> str:
