@@ -14,10 +14,10 @@ Two layouts, switched by the number of specimens (``single_file``):
 
 - up to :data:`SINGLE_FILE_MAX` specimens, **one file** (plotly.js, the data and
   the JPEG thumbnails inlined as ``data:`` URLs): about 4.8 MB plus 3-5 kB per
-  specimen with 96 px thumbnails, at most about 15 MB, small enough to e-mail;
+  specimen with 96 px thumbnails, at most 11-15 MB, small enough to e-mail;
 - above it, **the page and a folder beside it** (``explorer.html`` +
   ``explorer_files/``, see :mod:`.folder`): the page holds plotly.js and about
-  25 bytes per specimen (coordinates and label); thumbnails are files loaded
+  20 bytes per specimen (coordinates and label); thumbnails are files loaded
   when shown, the rest of the data lives in sidecar scripts. Move or e-mail the
   page together with its folder.
 

@@ -12,7 +12,7 @@ a saved page's files):
   specimens each, added to the page when a specimen of that chunk is selected.
 
 The page itself holds the plotting library and, per specimen, only what the
-first drawing needs: its two coordinates and its label (about 25 bytes). Data
+first drawing needs: its two coordinates and its label (about 20 bytes). Data
 files are scripts because a page opened from disk (``file://``) may not fetch
 files; each pushes a part onto ``window.palaeoExplorerParts`` (see app.js). The
 page's Content-Security-Policy admits its own inline scripts by hash and
