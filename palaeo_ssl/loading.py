@@ -267,9 +267,10 @@ class DeviceFeeder:
 
     def __init__(self, batches: Iterable[Batch], files: Sequence, prep: Preprocessing, device: torch.device,
                  dtype: torch.dtype, decoder: str = "cpu", pad_to: int | None = None,
-                 decode: Callable[[list, torch.device], list] = nvjpeg_decode):
+                 decode: Callable[[list, torch.device], list] | None = None):
         self.batches, self.files, self.prep = batches, files, prep
-        self.device, self.dtype, self.decoder, self.pad_to, self.decode = device, dtype, decoder, pad_to, decode
+        self.device, self.dtype, self.decoder, self.pad_to = device, dtype, decoder, pad_to
+        self.decode = decode or nvjpeg_decode
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def _prepare(self, batch: Batch):
