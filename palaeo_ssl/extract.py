@@ -104,6 +104,10 @@ class ExtractionSummary:
     device: str
     dtype: str
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    #: seconds per stage: ``plan`` (discovery, fingerprints, model config), ``load`` (weights), ``first_batch``
+    #: (worker start and the first batch on the device), ``loop`` (first batch in to last feature out),
+    #: ``finish`` (consolidation); ``gpu_busy``: fraction of ``loop`` the GPU spent in the model (CUDA)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def text(self) -> str:
         lines = [
@@ -111,7 +115,9 @@ class ExtractionSummary:
             f"images:   {self.images} embedded ({self.computed} computed now, {self.reused} reused from the cache)",
             f"skipped:  {self.skipped}" + (" (see skipped.csv)" if self.skipped else ""),
             f"time:     {self.seconds:.1f} s"
-            + (f", {self.images_per_second:.1f} images/s" if self.computed else ""),
+            + (f", {self.images_per_second:.1f} images/s" if self.computed else "")
+            + (f" (embedding loop {self.timings['loop']:.1f} s, the rest start-up and saving)"
+               if "loop" in self.timings else ""),
             f"peak RAM: {self.peak_ram_mb:.0f} MB (this process)"
             + (f"; peak GPU memory: {self.peak_gpu_mb:.0f} MB" if self.peak_gpu_mb is not None else ""),
             f"device:   {self.device}, {self.dtype}",
@@ -201,6 +207,7 @@ def extract_embeddings(
     """
     t0 = time.perf_counter()
     plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, decode)
+    timings = {"plan": time.perf_counter() - t0}
     computed, extract_seconds, peak_gpu = 0, 0.0, None
     if plan.todo:
         dev = plan.device
@@ -210,13 +217,20 @@ def extract_embeddings(
             check_compile(dev)  # before the weights are loaded
         if plan.store.settings["decoder"] == "gpu":
             check_gpu_decoder(dev)
+        t_load = time.perf_counter()
         if backbone is None:
             backbone = load_backbone(plan.info.model_id, device=str(dev), dtype=dtype_name(plan.dtype), info=plan.info)
         t_extract = time.perf_counter()
+        timings["load"] = t_extract - t_load
         with compute_context(torch_threads=-1 if dev.type == "cpu" else None):
-            computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress, compile)
+            computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress, compile,
+                                                timings)
         extract_seconds = time.perf_counter() - t_extract
-    return _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
+    t_finish = time.perf_counter()
+    emb = _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
+    timings["finish"] = time.perf_counter() - t_finish
+    emb.meta["extraction"]["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return emb
 
 
 @dataclass
@@ -281,7 +295,8 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
 
 
 def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,
-                   progress: bool, compile: bool = False) -> tuple[int, float | None]:
+                   progress: bool, compile: bool = False,
+                   timings: dict | None = None) -> tuple[int, float | None]:
     """Embed the images the store lacks, writing a chunk every ``chunk_size`` rows.
 
     Workers hand over uint8 batches (pinned on CUDA); :class:`~palaeo_ssl.loading.DeviceFeeder` copies
@@ -289,10 +304,12 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
     features back without a synchronisation per batch. With ``compile`` every batch is padded to
     ``batch_size`` rows (fixed shapes) and the padding dropped from the output.
 
-    Returns (images embedded, peak GPU memory in MiB or None).
+    Returns (images embedded, peak GPU memory in MiB or None); ``timings`` (a dict) receives
+    ``first_batch``, ``loop`` and, on CUDA, ``gpu_busy`` (see :class:`ExtractionSummary`).
     """
     from tqdm.auto import tqdm
 
+    t_start = time.perf_counter()
     dev, fps, todo = plan.device, plan.fps, plan.todo
     decoder = plan.store.settings["decoder"]
     if dev.type == "cuda":
@@ -321,19 +338,38 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
             plan.store.write_chunk(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
             buf_fp.clear(), buf_feat.clear(), buf_skip.clear()
 
+    t_first = None
+    busy: list[tuple] = []  # CUDA events around each forward pass: the time the GPU computed
     try:
         with torch.inference_mode():
             for ids, x, bad in feeder:
+                if t_first is None:
+                    t_first = time.perf_counter()
                 for j, reason in bad:
                     buf_skip.append((fps[todo[j]], reason))
                 bar.update(len(bad))
-                done = results.put(forward(x)[:len(ids)], ids) if x is not None else []
-                take(done)
+                if x is None:
+                    continue
+                if dev.type == "cuda":
+                    busy.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+                    busy[-1][0].record()
+                feats = forward(x)[:len(ids)]
+                if dev.type == "cuda":
+                    busy[-1][1].record()
+                take(results.put(feats, ids))
             take(results.drain())
         if buf_fp or buf_skip:
             plan.store.write_chunk(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
     finally:
         bar.close()
+    t_end = time.perf_counter()
+    if timings is not None and t_first is not None:
+        timings["first_batch"] = t_first - t_start
+        timings["loop"] = t_end - t_first
+        if busy:
+            torch.cuda.synchronize(dev)
+            gpu_s = sum(a.elapsed_time(b) for a, b in busy) / 1000
+            timings["gpu_busy"] = gpu_s / max(t_end - t_first, 1e-9)
     peak_gpu = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     return computed, peak_gpu
 

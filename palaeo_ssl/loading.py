@@ -153,6 +153,11 @@ class Batch(NamedTuple):
     orientations: list
     bad: list
 
+    def pin_memory(self) -> "Batch":
+        """Pinned pixels for an asynchronous copy (the DataLoader's pinning thread calls this); the JPEG
+        bytes stay in pageable memory, as the GPU decoder reads them from the host itself."""
+        return self._replace(pixels=self.pixels.pin_memory() if self.pixels is not None else None)
+
 
 class Uint8Dataset(Dataset):
     """File ``i`` -> (i, uint8 pixels or None, JPEG bytes or None, orientation, reason).
@@ -208,6 +213,10 @@ def nvjpeg_decode(jpegs: list, device: torch.device) -> list:
     """Batched JPEG decoding on a CUDA device (torchvision's ``decode_jpeg`` on a list, RGB output)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    # torchvision decodes on a stream of its own that is not ordered after the caller's: drain the
+    # caller's stream (the side stream of DeviceFeeder, never the model's) so that no memory it still
+    # uses can be handed to the decoder
+    torch.cuda.current_stream(device).synchronize()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice of torchvision's image decoders
         return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device)
