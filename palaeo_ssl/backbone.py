@@ -199,15 +199,19 @@ class Backbone:
         return self.model(pixel_values=x).last_hidden_state.float().cpu()
 
 
+#: TORCHINDUCTOR_CACHE_DIR as the user set it, read before torch can fill in its own default (a folder
+#: under /tmp, lost at reboot) the first time anything asks for it
+_USER_COMPILE_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+
 def compile_cache_dir() -> Path:
-    """Where ``torch.compile`` keeps its artefacts: ``$TORCHINDUCTOR_CACHE_DIR`` when set, else
-    ``~/.cache/palaeo-ssl/torch-compile`` (set for this process, so later compiles find them)."""
+    """Where ``torch.compile`` keeps its artefacts: ``$TORCHINDUCTOR_CACHE_DIR`` when the user set it, else
+    ``~/.cache/palaeo-ssl/torch-compile``, set for this process so that every later compile reads and
+    writes there (torch reads the variable each time it looks for its cache)."""
     from .cache import user_cache_dir
 
-    path = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not path:
-        path = str(user_cache_dir("torch-compile"))
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    path = _USER_COMPILE_CACHE or str(user_cache_dir("torch-compile"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
     Path(path).mkdir(parents=True, exist_ok=True)
     return Path(path)
 

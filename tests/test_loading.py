@@ -334,3 +334,18 @@ def test_peak_rss_is_flat_in_the_number_of_images(tmp_path, tiny_model):
 
     small, big = peak(64), peak(384)
     assert big <= small * 1.1 + 30, (small, big)
+
+
+def test_compile_cache_goes_to_the_user_cache(tmp_path, monkeypatch):
+    """Even after torch filled in its own default (a folder under /tmp), compiled code is kept in the user cache."""
+    import palaeo_ssl.backbone as bbmod
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/torchinductor_someone")  # torch's default, not the user's
+    monkeypatch.setattr(bbmod, "_USER_COMPILE_CACHE", None)
+    assert bbmod.compile_cache_dir() == tmp_path / "cache" / "palaeo-ssl" / "torch-compile"
+    import os
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "palaeo-ssl" / "torch-compile")
+    monkeypatch.setattr(bbmod, "_USER_COMPILE_CACHE", str(tmp_path / "mine"))
+    assert bbmod.compile_cache_dir() == tmp_path / "mine" and (tmp_path / "mine").is_dir()
