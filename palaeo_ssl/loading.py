@@ -144,14 +144,24 @@ def jpeg_for_gpu(data: bytes) -> tuple[bool, int]:
 # ---------------------------------------------------------------------- dataset and batches
 class Batch(NamedTuple):
     """What the DataLoader hands over. ``ids``/``pixels``: images decoded on the CPU (uint8 (n, 3, S, S)
-    or None); ``jpeg_ids``/``jpegs``/``orientations``: file bytes for the GPU decoder; ``bad``: (id, reason)."""
+    or None); ``jpeg_ids``/``jpeg_bytes``/``jpeg_sizes``/``orientations``: the files for the GPU decoder,
+    their bytes end to end in one uint8 tensor (one shared-memory segment per batch, not one per file);
+    ``bad``: (id, reason)."""
 
     ids: list
     pixels: torch.Tensor | None
     jpeg_ids: list
-    jpegs: list
+    jpeg_bytes: torch.Tensor | None
+    jpeg_sizes: list
     orientations: list
     bad: list
+
+    @property
+    def jpegs(self) -> list:
+        """The bytes of each file for the GPU decoder (views into ``jpeg_bytes``)."""
+        if self.jpeg_bytes is None:
+            return []
+        return list(torch.split(self.jpeg_bytes, self.jpeg_sizes))
 
     def pin_memory(self) -> "Batch":
         """Pinned pixels for an asynchronous copy (the DataLoader's pinning thread calls this); the JPEG
@@ -178,8 +188,11 @@ class Uint8Dataset(Dataset):
     def __getitem__(self, i: int):
         try:
             if self.decoder == "gpu":
-                with open(self.files[i], "rb") as fh:
-                    data = fh.read()
+                try:
+                    with open(self.files[i], "rb") as fh:
+                        data = fh.read()
+                except OSError:  # decode_image says why
+                    data = b""
                 ok, orientation = jpeg_for_gpu(data)
                 if ok:
                     return i, None, torch.frombuffer(bytearray(data), dtype=torch.uint8), orientation, ""
@@ -196,8 +209,8 @@ def collate_uint8(items) -> Batch:
     raw = [(i, b, o) for i, t, b, o, _ in items if t is None and b is not None]
     bad = [(i, r) for i, t, b, _, r in items if t is None and b is None]
     return Batch(ids=[i for i, _ in done], pixels=torch.stack([t for _, t in done]) if done else None,
-                 jpeg_ids=[i for i, _, _ in raw], jpegs=[b for _, b, _ in raw],
-                 orientations=[o for _, _, o in raw], bad=bad)
+                 jpeg_ids=[i for i, _, _ in raw], jpeg_bytes=torch.cat([b for _, b, _ in raw]) if raw else None,
+                 jpeg_sizes=[len(b) for _, b, _ in raw], orientations=[o for _, _, o in raw], bad=bad)
 
 
 def prefetch_factor(workers: int, batch_bytes: int, budget_bytes: int) -> int:
@@ -237,12 +250,13 @@ def gpu_decode(batch: Batch, files: Sequence, prep: Preprocessing, device: torch
     if batch.pixels is not None:
         ids.extend(batch.ids)
         rows.append(batch.pixels.to(device, non_blocking=True))
-    if batch.jpegs:
+    jpegs = batch.jpegs
+    if jpegs:
         try:
-            decoded = list(decode(batch.jpegs, device))
+            decoded = list(decode(jpegs, device))
         except Exception:  # one bad file fails the whole call: find it
             decoded = []
-            for data in batch.jpegs:
+            for data in jpegs:
                 try:
                     decoded.append(decode([data], device)[0])
                 except Exception:

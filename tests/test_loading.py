@@ -146,10 +146,11 @@ def test_dataset_and_collate_split_bytes_pixels_and_failures(tmp_path):
     batch = collate_uint8([Uint8Dataset(files, PREP, "gpu")[i] for i in range(4)])
     assert batch.ids == [1, 3] and batch.pixels.dtype == torch.uint8 and batch.pixels.shape == (2, 3, 64, 64)
     assert batch.jpeg_ids == [0] and batch.jpegs[0].dtype == torch.uint8 and batch.orientations == [1]
+    assert batch.jpeg_sizes == [files[0].stat().st_size] and batch.jpeg_bytes.ndim == 1
     assert torch.equal(batch.jpegs[0], torch.tensor(list(files[0].read_bytes()), dtype=torch.uint8))
     assert [i for i, _ in batch.bad] == [2] and "empty" in batch.bad[0][1]
     cpu = collate_uint8([Uint8Dataset(files, PREP, "cpu")[i] for i in range(4)])
-    assert cpu.ids == [0, 1, 3] and cpu.jpegs == [] and [i for i, _ in cpu.bad] == [2]
+    assert cpu.ids == [0, 1, 3] and cpu.jpegs == [] and cpu.jpeg_bytes is None and [i for i, _ in cpu.bad] == [2]
 
 
 def test_gpu_decode_falls_back_per_image(tmp_path):
@@ -169,7 +170,7 @@ def test_gpu_decode_falls_back_per_image(tmp_path):
 
 def test_feeder_pads_short_batches_to_a_fixed_shape():
     pixels = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
-    batches = [Batch([0, 1, 2], pixels, [], [], [], [(3, "bad")]), Batch([], None, [], [], [], [(4, "bad")])]
+    batches = [Batch([0, 1, 2], pixels, [], None, [], [], [(3, "bad")]), Batch([], None, [], None, [], [], [(4, "bad")])]
     out = list(DeviceFeeder(batches, [], PREP, torch.device("cpu"), torch.float32, pad_to=5))
     (ids, x, bad), (ids2, x2, bad2) = out
     assert ids == [0, 1, 2] and x.shape == (5, 3, 64, 64) and bad == [(3, "bad")]
@@ -223,7 +224,7 @@ def test_gpu_decoding_falls_back_and_gives_the_cpu_features(tmp_path, tiny_model
     kw = dict(model=str(tiny_model), image_size=64, workers=0, batch_size=3, progress=False)
     cpu = extract_embeddings(data, out=tmp_path / "out", decode="cpu", **kw)
     _gpu_decoding_on_this_cpu(monkeypatch)
-    gpu = extract_embeddings(data, out=tmp_path / "out", decode="gpu", **kw)
+    gpu = extract_embeddings(data, out=tmp_path / "out", decode="gpu", **dict(kw, workers=1))  # bytes cross processes
     # every readable file embedded on both paths, the cut one skipped on both
     assert gpu.paths == cpu.paths and len(gpu) == 7 and "b/cut.jpg" not in gpu.paths
     assert gpu.meta["extraction"]["computed"] == 7 and gpu.meta["extraction"]["skipped"] == 1
