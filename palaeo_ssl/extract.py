@@ -64,6 +64,42 @@ def _batch_bytes(plan: "_Plan", batch_size: int, decoder: str) -> int:
     return max(pixels, int(batch_size * float(np.mean(sizes))))
 
 
+class _ChunkWriter:
+    """Writes the store's chunks on a thread of their own, in order, so that the loop feeding the model never
+    waits for a chunk's table and file writes; at most ``depth`` chunks wait to be written."""
+
+    def __init__(self, store: EmbeddingStore, depth: int = 4):
+        import queue
+        import threading
+
+        self.store, self.error = store, None
+        self.queue: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="palaeo-ssl-chunk-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.store.write_chunk(*item)
+                except BaseException as exc:  # raised in the caller's thread at the next write or close
+                    self.error = exc
+
+    def write(self, fps: list, feats, skips: list) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((fps, feats, skips))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _batches(dataset: Dataset, batch_size: int, workers: int, pin: bool, prefetch: int = 2) -> Iterator:
     """Yield collated batches; fall back to in-process loading where worker processes cannot start."""
     if workers > 0:
@@ -195,7 +231,7 @@ def extract_embeddings(
     device, dtype : ``auto`` picks CUDA > MPS > CPU and bfloat16 where supported, float32 on CPU.
     strict : raise :class:`UserError` if any file was skipped (features are still saved).
     background : colour for transparency and padding (``black``, ``white``, ``#rrggbb``, ``r,g,b``).
-    chunk_size : rows per on-disk chunk; a killed run loses at most one chunk of work.
+    chunk_size : rows per on-disk chunk; a killed run loses at most the few chunks not yet written.
     compile : run the model through ``torch.compile`` with fixed shapes (the last batch is padded and the
         padding dropped); artefacts are cached on disk (:func:`~palaeo_ssl.backbone.compile_cache_dir`).
         Pays only when the images are many: the first compile takes about a minute.
@@ -301,7 +337,7 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
 
     Workers hand over uint8 batches (pinned on CUDA); :class:`~palaeo_ssl.loading.DeviceFeeder` copies
     batch n+1 on a side stream while batch n computes; :class:`~palaeo_ssl.loading.InFlight` brings the
-    features back without a synchronisation per batch. With ``compile`` every batch is padded to
+    features back without a synchronisation per batch; chunks are written on a thread of their own. With ``compile`` every batch is padded to
     ``batch_size`` rows (fixed shapes) and the padding dropped from the output.
 
     Returns (images embedded, peak GPU memory in MiB or None); ``timings`` (a dict) receives
@@ -321,6 +357,7 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
     feeder = DeviceFeeder(batches, files, plan.prep, dev, plan.dtype, decoder, pad_to=batch_size if compile else None)
     forward = backbone.feature_fn(pooling, compile=compile)
     results = InFlight(dev, RESULTS_IN_FLIGHT)
+    writer = _ChunkWriter(plan.store)
     buf_fp: list[tuple] = []
     buf_feat: list[np.ndarray] = []
     buf_skip: list[tuple[tuple, str]] = []
@@ -335,7 +372,7 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
             computed += len(ids)
             bar.update(len(ids))
         if len(buf_fp) + len(buf_skip) >= chunk_size:
-            plan.store.write_chunk(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
+            writer.write(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
             buf_fp.clear(), buf_feat.clear(), buf_skip.clear()
 
     t_first = None
@@ -359,9 +396,10 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
                 take(results.put(feats, ids))
             take(results.drain())
         if buf_fp or buf_skip:
-            plan.store.write_chunk(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
+            writer.write(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
     finally:
         bar.close()
+        writer.close()  # what was computed reaches the disk, also when the loop failed
     t_end = time.perf_counter()
     if timings is not None and t_first is not None:
         timings["first_batch"] = t_first - t_start

@@ -350,3 +350,28 @@ def test_compile_cache_goes_to_the_user_cache(tmp_path, monkeypatch):
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "palaeo-ssl" / "torch-compile")
     monkeypatch.setattr(bbmod, "_USER_COMPILE_CACHE", str(tmp_path / "mine"))
     assert bbmod.compile_cache_dir() == tmp_path / "mine" and (tmp_path / "mine").is_dir()
+
+
+def test_chunk_writer_keeps_order_and_reports_failures():
+    from palaeo_ssl.extract import _ChunkWriter
+
+    class Store:
+        def __init__(self, fail_at=None):
+            self.chunks, self.fail_at = [], fail_at
+
+        def write_chunk(self, fps, feats, skips):
+            if len(self.chunks) == self.fail_at:
+                raise OSError("disk full")
+            self.chunks.append(fps)
+
+    store = Store()
+    w = _ChunkWriter(store, depth=2)
+    for k in range(6):
+        w.write([k], None, [])
+    w.close()
+    assert store.chunks == [[k] for k in range(6)]
+    failing = _ChunkWriter(Store(fail_at=1))
+    failing.write([0], None, [])
+    failing.write([1], None, [])
+    with pytest.raises(OSError, match="disk full"):
+        failing.close()
