@@ -19,6 +19,16 @@ Without --images it uses ../shared/data/fusulinids when present, else the
 synthetic data/example. Timing on shared machines is noisy: the five measurements run
 interleaved in --rounds rounds after a warm-up, and each ratio is the median of its per-round
 ratios.
+
+On a CUDA GPU (``--device cuda``, see :mod:`extract_throughput_gpu`) it measures instead, for
+ViT-L/16 and ViT-S/16 in bfloat16, on small real JPEGs and on large JPEGs (~1,600 px, generated from
+the same images at run time): the eager and compiled model-only ceilings, ``extract_embeddings``
+(CPU and GPU decoding, eager and ``compile=True``) inside its loop and wall clock with the start-up
+printed apart, the GPU busy fraction, peak host RSS and peak GPU memory, the uint8 loader and the GPU
+decoder on their own, and the reference recipe as it runs on a GPU (bf16 weights, HF processor per
+image, no workers, batch 64). ``--quick`` keeps it within about five minutes on an H100/H200-class GPU:
+
+  python benchmarks/extract_throughput.py --device cuda --quick
 """
 
 from __future__ import annotations
@@ -136,12 +146,22 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="use each image this many times (default 3)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds of all five measurements; ratios are per-round medians (default 3)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, the library's default on GPU")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpu-dtype", default="bfloat16", help="dtype of the end-to-end run compared on GPU")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="GPU: fewer images, no compiled ViT-S (about 5 minutes)")
+    ap.add_argument("--n-small", type=int, default=None, help="GPU: small JPEGs per run (default 10,000 quick, "
+                                                              "60,000 otherwise)")
+    ap.add_argument("--archs", default="vitl16,vits16", help="GPU: backbones to measure (default vitl16,vits16)")
     args = ap.parse_args()
+    if args.device.startswith("cuda"):
+        from extract_throughput_gpu import gpu_main
 
+        gpu_main(args)
+        return
+
+    args.batch_size = args.batch_size or 32
     src = args.images
     if src is None:
         shared = REPO.parent / "shared" / "data" / "fusulinids"

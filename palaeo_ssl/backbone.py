@@ -167,15 +167,75 @@ class Backbone:
     def embed(self, pixel_values: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
         """Features of a batch (B, 3, H, W) -> (B, D) float32 on the CPU."""
         x = pixel_values.to(self.device, dtype=self.dtype, non_blocking=True)
+        return self.features(x, pooling).float().cpu()
+
+    def features(self, x: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+        """Pooled features (B, D) of a normalised batch already on the device in the model's dtype,
+        left on the device (no copy back, no synchronisation). Call under ``torch.inference_mode()``."""
         out = self.model(pixel_values=x)
-        feats = pool_tokens(out.last_hidden_state, out.pooler_output, pooling, self.num_prefix_tokens)
-        return feats.float().cpu()
+        return pool_tokens(out.last_hidden_state, out.pooler_output, pooling, self.num_prefix_tokens)
+
+    def feature_fn(self, pooling: str = "cls", compile: bool = False):
+        """:meth:`features` for ``pooling`` as a function of the batch; with ``compile``, compiled by
+        ``torch.compile`` for fixed shapes (every batch must have the same shape: pad the last one).
+        Compiled artefacts are cached on disk (see :func:`compile_cache_dir`), so a second run in a new
+        process skips most of the compile time."""
+        if pooling not in POOLINGS:
+            raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            return self.features(x, pooling)
+
+        if not compile:
+            return fn
+        check_compile(self.device)
+        compile_cache_dir()
+        return torch.compile(fn, dynamic=False)
 
     @torch.inference_mode()
     def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Final-norm hidden states (B, 1 + registers + patches, D) in float32 on the CPU."""
         x = pixel_values.to(self.device, dtype=self.dtype)
         return self.model(pixel_values=x).last_hidden_state.float().cpu()
+
+
+#: TORCHINDUCTOR_CACHE_DIR as the user set it, read before torch can fill in its own default (a folder
+#: under /tmp, lost at reboot) the first time anything asks for it
+_USER_COMPILE_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+
+def compile_cache_dir() -> Path:
+    """Where ``torch.compile`` keeps its artefacts: ``$TORCHINDUCTOR_CACHE_DIR`` when the user set it, else
+    ``~/.cache/palaeo-ssl/torch-compile``, set for this process so that every later compile reads and
+    writes there (torch reads the variable each time it looks for its cache)."""
+    from .cache import user_cache_dir
+
+    path = _USER_COMPILE_CACHE or str(user_cache_dir("torch-compile"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def check_compile(device: torch.device) -> None:
+    """A ParameterError naming ``compile`` where ``torch.compile`` cannot work for ``device``: CUDA without
+    Triton, a CPU without a C++ compiler, or Apple MPS."""
+    import shutil
+
+    if device.type == "cuda":
+        try:
+            from torch.utils._triton import has_triton
+            ok = has_triton()
+        except Exception:  # pragma: no cover - very old torch
+            ok = False
+        if not ok:
+            raise ParameterError("compile", "{name} needs Triton on a CUDA GPU (pip install triton, as the "
+                                            "torch wheels for Linux bring it); run without {name}")
+    elif device.type == "cpu":
+        if not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cl")):
+            raise ParameterError("compile", "{name} on the CPU needs a C++ compiler (g++ or clang++) on the PATH; "
+                                            "install one or run without {name}")
+    else:
+        raise ParameterError("compile", f"{{name}} is not supported on {device.type}; run without {{name}}")
 
 
 def pool_tokens(last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None, pooling: str,

@@ -1,4 +1,5 @@
-"""The batched extraction pipeline: DataLoader workers decode and resize, the model embeds, the store caches.
+"""The batched extraction pipeline: DataLoader workers decode and resize to uint8, the device normalises and
+embeds, the store caches.
 
 Use :func:`extract_embeddings` (also ``palaeo_ssl.extract_embeddings`` and
 ``palaeo-ssl extract``). A rerun computes only images that are new or changed;
@@ -25,6 +26,7 @@ from .backbone import (
     PREPROCESSINGS,
     Backbone,
     Preprocessing,
+    check_compile,
     describe_model,
     dtype_name,
     load_backbone,
@@ -36,80 +38,74 @@ from .cache import user_cache_dir
 from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
-from .params import NON_NEGATIVE_INT, POSITIVE_INT, Options, ParameterError, validate_params
-from .images import ImageReadError, discover, load_image, pad_to_square, parse_color, skipped_frame
+from .params import NON_NEGATIVE_INT, POSITIVE_INT, Kind, Options, ParameterError, validate_params
+from .images import ImageReadError, discover, parse_color, skipped_frame
+from .loading import (DECODERS, PIXEL_PIPELINE, DeviceFeeder, InFlight, Uint8Dataset, check_gpu_decoder,
+                      collate_uint8, decode_image, normalise, prefetch_factor, resolve_decoder)
 from .report import library_versions, now_iso, peak_rss_mb, write_csv
 from .store import EmbeddingStore, fingerprint
 
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------------- preprocessing
-class ImageTransform:
-    """PIL RGB image -> normalised float32 tensor (3, size, size).
-
-    Rescale to [0, 1], (``pad``: pad to a square with the background colour),
-    bilinear antialiased resize to ``size`` x ``size``, normalise. The same
-    operations, in the same order, as the DINOv3 image processor, so
-    ``mode="processor"`` reproduces it on the same decoded image. Extraction
-    decodes JPEGs of at least twice ``size`` on both sides in draft mode (see
-    :func:`~palaeo_ssl.images.load_image`), which is faster but not pixel-identical
-    to a full decode (a 1200 px JPEG: mean |difference| 0.01, max 0.18 after
-    normalisation).
-    """
-
-    def __init__(self, prep: Preprocessing):
-        self.prep = prep
-        self.mean = torch.tensor(prep.mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(prep.std, dtype=torch.float32).view(3, 1, 1)
-
-    def __call__(self, img) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as F
-
-        if self.prep.mode == "pad":
-            img = pad_to_square(img, self.prep.background)
-        arr = np.array(img, dtype=np.uint8)  # a writable copy for torch
-        t = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
-        s = self.prep.size
-        if t.shape[1] != s or t.shape[2] != s:
-            t = F.resize(t, [s, s], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-        return t.sub_(self.mean).div_(self.std)
+# ---------------------------------------------------------------------- batches
+#: host memory that the batches prepared ahead by the workers may take together (prefetch is sized by it)
+PREFETCH_BUDGET_BYTES = 1 << 30
+#: feature batches whose copy back to the host may be outstanding at once (CUDA)
+RESULTS_IN_FLIGHT = 3
 
 
-class _ImageDataset(Dataset):
-    """Decodes file ``i`` once and returns (i, tensor or None, reason)."""
-
-    def __init__(self, files: Sequence[Path], transform: ImageTransform):
-        self.files = [str(f) for f in files]
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        prep = self.transform.prep
-        try:
-            img = load_image(self.files[i], background=prep.background, draft_size=prep.size)
-            return i, self.transform(img), ""
-        except ImageReadError as exc:
-            return i, None, str(exc)
-        except Exception as exc:  # a worker must never die on one bad file
-            return i, None, f"cannot process: {type(exc).__name__}: {exc}"
+def _batch_bytes(plan: "_Plan", batch_size: int, decoder: str) -> int:
+    """Host bytes of one prepared batch: uint8 pixels, or for GPU decoding the files' own bytes."""
+    pixels = batch_size * 3 * plan.prep.size ** 2
+    if decoder != "gpu" or not plan.todo:
+        return pixels
+    sizes = [plan.fps[k][1] for k in plan.todo[:2000]]
+    return max(pixels, int(batch_size * float(np.mean(sizes))))
 
 
-def _collate(items):
-    ok = [(i, t) for i, t, _ in items if t is not None]
-    bad = [(i, r) for i, t, r in items if t is None]
-    pixels = torch.stack([t for _, t in ok]) if ok else None
-    return [i for i, _ in ok], pixels, bad
+class _ChunkWriter:
+    """Writes the store's chunks on a thread of their own, in order, so that the loop feeding the model never
+    waits for a chunk's table and file writes; at most ``depth`` chunks wait to be written."""
+
+    def __init__(self, store: EmbeddingStore, depth: int = 4):
+        import queue
+        import threading
+
+        self.store, self.error = store, None
+        self.queue: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="palaeo-ssl-chunk-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.store.write_chunk(*item)
+                except BaseException as exc:  # raised in the caller's thread at the next write or close
+                    self.error = exc
+
+    def write(self, fps: list, feats, skips: list) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((fps, feats, skips))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
-def _batches(dataset: Dataset, batch_size: int, workers: int, pin: bool) -> Iterator:
+def _batches(dataset: Dataset, batch_size: int, workers: int, pin: bool, prefetch: int = 2) -> Iterator:
     """Yield collated batches; fall back to in-process loading where worker processes cannot start."""
     if workers > 0:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                            collate_fn=_collate, pin_memory=pin, persistent_workers=False,
-                            prefetch_factor=4)
+                            collate_fn=collate_uint8, pin_memory=pin, persistent_workers=False,
+                            prefetch_factor=prefetch)
         try:
             it = iter(loader)
             first = next(it)
@@ -122,7 +118,7 @@ def _batches(dataset: Dataset, batch_size: int, workers: int, pin: bool) -> Iter
             yield first
             yield from it
             return
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=_collate,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate_uint8,
                         pin_memory=pin)
     yield from loader
 
@@ -144,6 +140,10 @@ class ExtractionSummary:
     device: str
     dtype: str
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    #: seconds per stage: ``plan`` (discovery, fingerprints, model config), ``load`` (weights), ``first_batch``
+    #: (worker start and the first batch on the device), ``loop`` (first batch in to last feature out),
+    #: ``finish`` (consolidation); ``gpu_busy``: fraction of ``loop`` the GPU spent in the model (CUDA)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def text(self) -> str:
         lines = [
@@ -151,7 +151,9 @@ class ExtractionSummary:
             f"images:   {self.images} embedded ({self.computed} computed now, {self.reused} reused from the cache)",
             f"skipped:  {self.skipped}" + (" (see skipped.csv)" if self.skipped else ""),
             f"time:     {self.seconds:.1f} s"
-            + (f", {self.images_per_second:.1f} images/s" if self.computed else ""),
+            + (f", {self.images_per_second:.1f} images/s" if self.computed else "")
+            + (f" (embedding loop {self.timings['loop']:.1f} s, the rest start-up and saving)"
+               if "loop" in self.timings else ""),
             f"peak RAM: {self.peak_ram_mb:.0f} MB (this process)"
             + (f"; peak GPU memory: {self.peak_gpu_mb:.0f} MB" if self.peak_gpu_mb is not None else ""),
             f"device:   {self.device}, {self.dtype}",
@@ -164,11 +166,17 @@ class ExtractionSummary:
 
 
 def default_workers(device: torch.device) -> int:
+    """Decoding worker processes: on a GPU every usable core but one (the main process feeds the GPU);
+    on the CPU one (the model needs the cores; one worker overlaps decoding with compute), none on one core."""
     cores = usable_cpus()
     if device.type == "cpu":
-        # on the CPU the model needs the cores; one worker overlaps decoding with compute
         return 1 if cores >= 2 else 0
-    return max(1, min(8, cores - 1))
+    return max(1, cores - 1)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """32 on the CPU, 64 on Apple MPS, 128 on CUDA (small ViTs need large batches to fill a big GPU)."""
+    return {"cpu": 32, "mps": 64}.get(device.type, 128)
 
 
 # ---------------------------------------------------------------------- main entry
@@ -184,6 +192,8 @@ def default_cache_dir() -> Path:
     "batch_size": [POSITIVE_INT, None],
     "workers": [NON_NEGATIVE_INT, None],
     "chunk_size": POSITIVE_INT,
+    "compile": Kind((bool,), "True or False"),
+    "decode": Options(DECODERS),
 })
 def extract_embeddings(
     data: str | os.PathLike,
@@ -202,6 +212,8 @@ def extract_embeddings(
     chunk_size: int = 512,
     progress: bool = True,
     backbone: Backbone | None = None,
+    compile: bool = False,
+    decode: str = "auto",
 ) -> Embeddings:
     """Embed every image under ``data`` (a folder or a CSV manifest), reusing cached features.
 
@@ -214,29 +226,47 @@ def extract_embeddings(
     preprocess : ``processor`` (squash to a square, as the model's processor) or ``pad``
         (keep the aspect ratio, pad with ``background``).
     image_size : input side in pixels, a multiple of the patch size (default: the processor's).
-    batch_size, workers : default 32 on CPU / 64 on GPU; workers as :func:`default_workers`.
+    batch_size, workers : defaults :func:`default_batch_size` (32 on CPU, 128 on CUDA) and
+        :func:`default_workers` (1 on CPU; on a GPU every usable core but one).
     device, dtype : ``auto`` picks CUDA > MPS > CPU and bfloat16 where supported, float32 on CPU.
     strict : raise :class:`UserError` if any file was skipped (features are still saved).
     background : colour for transparency and padding (``black``, ``white``, ``#rrggbb``, ``r,g,b``).
-    chunk_size : rows per on-disk chunk; a killed run loses at most one chunk of work.
+    chunk_size : rows per on-disk chunk; a killed run loses at most the few chunks not yet written.
+    compile : run the model through ``torch.compile`` with fixed shapes (the last batch is padded and the
+        padding dropped); artefacts are cached on disk (:func:`~palaeo_ssl.backbone.compile_cache_dir`).
+        Pays only when the images are many: the first compile takes about a minute.
+    decode : ``gpu`` decodes baseline JPEGs on a CUDA GPU (nvJPEG), every other file on the CPU; ``cpu``
+        decodes all on the CPU; ``auto`` is ``cpu``. The decoder is part of the store key.
 
     Returns the :class:`Embeddings` (features memory-mapped from the store),
     with ``meta["extraction"]`` describing this run.
     """
     t0 = time.perf_counter()
-    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone)
+    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, decode)
+    timings = {"plan": time.perf_counter() - t0}
     computed, extract_seconds, peak_gpu = 0, 0.0, None
     if plan.todo:
         dev = plan.device
-        bs = int(batch_size) if batch_size is not None else (32 if dev.type == "cpu" else 64)
+        bs = int(batch_size) if batch_size is not None else default_batch_size(dev)
         nw = default_workers(dev) if workers is None else int(workers)
+        if compile:
+            check_compile(dev)  # before the weights are loaded
+        if plan.store.settings["decoder"] == "gpu":
+            check_gpu_decoder(dev)
+        t_load = time.perf_counter()
         if backbone is None:
             backbone = load_backbone(plan.info.model_id, device=str(dev), dtype=dtype_name(plan.dtype), info=plan.info)
         t_extract = time.perf_counter()
+        timings["load"] = t_extract - t_load
         with compute_context(torch_threads=-1 if dev.type == "cpu" else None):
-            computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress)
+            computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress, compile,
+                                                timings)
         extract_seconds = time.perf_counter() - t_extract
-    return _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
+    t_finish = time.perf_counter()
+    emb = _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
+    timings["finish"] = time.perf_counter() - t_finish
+    emb.meta["extraction"]["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return emb
 
 
 @dataclass
@@ -258,7 +288,8 @@ class _Plan:
     todo: list[int]
 
 
-def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone) -> _Plan:
+def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone,
+          decode="auto") -> _Plan:
     bg = parse_color(background)
     images = discover(data)
     dev = backbone.device if backbone is not None else resolve_device(device)
@@ -276,6 +307,7 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
         "background": list(bg),
         "mean": list(prep.mean),
         "std": list(prep.std),
+        "pixels": PIXEL_PIPELINE, "decoder": resolve_decoder(decode, dev),  # both change the pixel values
     }
     out_dir = Path(out).expanduser() if out is not None else default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,43 +331,83 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
 
 
 def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,
-                   progress: bool) -> tuple[int, float | None]:
+                   progress: bool, compile: bool = False,
+                   timings: dict | None = None) -> tuple[int, float | None]:
     """Embed the images the store lacks, writing a chunk every ``chunk_size`` rows.
 
-    Returns (images embedded, peak GPU memory in MiB or None).
+    Workers hand over uint8 batches (pinned on CUDA); :class:`~palaeo_ssl.loading.DeviceFeeder` copies
+    batch n+1 on a side stream while batch n computes; :class:`~palaeo_ssl.loading.InFlight` brings the
+    features back without a synchronisation per batch; chunks are written on a thread of their own. With ``compile`` every batch is padded to
+    ``batch_size`` rows (fixed shapes) and the padding dropped from the output.
+
+    Returns (images embedded, peak GPU memory in MiB or None); ``timings`` (a dict) receives
+    ``first_batch``, ``loop`` and, on CUDA, ``gpu_busy`` (see :class:`ExtractionSummary`).
     """
     from tqdm.auto import tqdm
 
+    t_start = time.perf_counter()
     dev, fps, todo = plan.device, plan.fps, plan.todo
+    decoder = plan.store.settings["decoder"]
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    dataset = _ImageDataset([plan.files[k] for k in todo], ImageTransform(plan.prep))
+    files = [plan.files[k] for k in todo]
+    dataset = Uint8Dataset(files, plan.prep, decoder)
+    prefetch = prefetch_factor(workers, _batch_bytes(plan, batch_size, decoder), PREFETCH_BUDGET_BYTES)
+    batches = _batches(dataset, batch_size, workers, pin=dev.type == "cuda", prefetch=prefetch)
+    feeder = DeviceFeeder(batches, files, plan.prep, dev, plan.dtype, decoder, pad_to=batch_size if compile else None)
+    forward = backbone.feature_fn(pooling, compile=compile)
+    results = InFlight(dev, RESULTS_IN_FLIGHT)
+    writer = _ChunkWriter(plan.store)
     buf_fp: list[tuple] = []
     buf_feat: list[np.ndarray] = []
     buf_skip: list[tuple[tuple, str]] = []
-
-    def flush():
-        if buf_fp or buf_skip:
-            feats = np.concatenate(buf_feat) if buf_feat else None
-            plan.store.write_chunk(list(buf_fp), feats, list(buf_skip))
-            buf_fp.clear(), buf_feat.clear(), buf_skip.clear()
-
     computed = 0
     bar = tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress, dynamic_ncols=True)
+
+    def take(done) -> None:
+        nonlocal computed
+        for ids, feats in done:
+            buf_feat.append(feats)
+            buf_fp.extend(fps[todo[j]] for j in ids)
+            computed += len(ids)
+            bar.update(len(ids))
+        if len(buf_fp) + len(buf_skip) >= chunk_size:
+            writer.write(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
+            buf_fp.clear(), buf_feat.clear(), buf_skip.clear()
+
+    t_first = None
+    busy: list[tuple] = []  # CUDA events around each forward pass: the time the GPU computed
     try:
-        for ids, pixels, bad in _batches(dataset, batch_size, workers, pin=dev.type == "cuda"):
-            for j, reason in bad:
-                buf_skip.append((fps[todo[j]], reason))
-            if pixels is not None:
-                buf_feat.append(backbone.embed(pixels, pooling).numpy())
-                buf_fp.extend(fps[todo[j]] for j in ids)
-                computed += len(ids)
-            bar.update(len(ids) + len(bad))
-            if len(buf_fp) + len(buf_skip) >= chunk_size:
-                flush()
-        flush()
+        with torch.inference_mode():
+            for ids, x, bad in feeder:
+                if t_first is None:
+                    t_first = time.perf_counter()
+                for j, reason in bad:
+                    buf_skip.append((fps[todo[j]], reason))
+                bar.update(len(bad))
+                if x is None:
+                    continue
+                if dev.type == "cuda":
+                    busy.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+                    busy[-1][0].record()
+                feats = forward(x)[:len(ids)]
+                if dev.type == "cuda":
+                    busy[-1][1].record()
+                take(results.put(feats, ids))
+            take(results.drain())
+        if buf_fp or buf_skip:
+            writer.write(list(buf_fp), np.concatenate(buf_feat) if buf_feat else None, list(buf_skip))
     finally:
         bar.close()
+        writer.close()  # what was computed reaches the disk, also when the loop failed
+    t_end = time.perf_counter()
+    if timings is not None and t_first is not None:
+        timings["first_batch"] = t_first - t_start
+        timings["loop"] = t_end - t_first
+        if busy:
+            torch.cuda.synchronize(dev)
+            gpu_s = sum(a.elapsed_time(b) for a, b in busy) / 1000
+            timings["gpu_busy"] = gpu_s / max(t_end - t_first, 1e-9)
     peak_gpu = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     return computed, peak_gpu
 
@@ -415,16 +487,17 @@ def embed_like(meta: Mapping[str, Any], image_paths: Sequence[str | os.PathLike]
     s = settings_from_meta(meta)
     bb = backbone or load_backbone(s["model"], device=device, dtype=s["dtype"])
     prep = make_preprocessing(bb.info, s["preprocess"], s["image_size"], s["background"])
-    tf = ImageTransform(prep)
     rows = []
     for start in range(0, len(image_paths), batch_size):
         tensors = []
         for p in image_paths[start:start + batch_size]:
             try:
-                tensors.append(tf(load_image(p, background=prep.background, draft_size=prep.size)))
+                tensors.append(decode_image(p, prep))
             except ImageReadError as exc:
                 raise UserError(f"cannot read {p}: {exc}") from None
-        rows.append(bb.embed(torch.stack(tensors), s["pooling"]).numpy())
+        x = normalise(torch.stack(tensors).to(bb.device), prep, bb.dtype)
+        with torch.inference_mode():
+            rows.append(bb.features(x, s["pooling"]).float().cpu().numpy())
     return np.concatenate(rows) if rows else np.zeros((0, bb.feature_dim(s["pooling"])), np.float32)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import EXTRACTION, add_data_argument, add_extraction_options, add_option, defaults, library_kwargs
+from .options import EXTRACTION, EXTRACTION_SPEED, add_data_argument, add_extraction_options, add_option, defaults, library_kwargs
 
 
 #: the one line ``palaeo-ssl --help`` shows for this command
@@ -27,13 +27,16 @@ def register(sub) -> None:
     add_data_argument(p)
     add_option(p, library, "out", required=True, metavar="OUT", help="output folder for the embedding store")
     add_extraction_options(p, library)
+    for param in EXTRACTION_SPEED:
+        add_option(p, library, param)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..extract import ExtractionSummary, extract_embeddings
 
-    emb = extract_embeddings(args.data, out=args.out, **library_kwargs(args, *EXTRACTION, "strict", "progress"))
+    emb = extract_embeddings(args.data, out=args.out, **library_kwargs(args, *EXTRACTION, *EXTRACTION_SPEED,
+                                                                             "strict", "progress"))
     summary = ExtractionSummary(**emb.meta["extraction"])
     print(summary.text())
     print(f"embeddings written to {summary.store}")

@@ -87,9 +87,15 @@ SHARED: dict[str, Option] = {
     "device": Option("auto picks CUDA, then Apple MPS, then CPU (default: {default})"),
     "dtype": Option("auto: bfloat16 on GPUs that support it, float32 on CPU; bfloat16 on CPU is allowed "
                     "and faster on CPUs with bf16 instructions (default: {default})"),
-    "batch_size": Option("images per forward pass (default: 32 on CPU, 64 on GPU)", {"type": int, "metavar": "N"}),
+    "batch_size": Option("images per forward pass (default: 32 on CPU, 64 on Apple MPS, 128 on CUDA)", {"type": int, "metavar": "N"}),
     "workers": Option("image-decoding worker processes (default: 1 on a CPU with 2 or more cores, else 0; "
-                      "on GPU one per core but one, at most 8; 0 = in-process)", {"type": int, "metavar": "N"}),
+                      "on GPU one per usable core but one; 0 = in-process)", {"type": int, "metavar": "N"}),
+    "compile": Option("run the model through torch.compile (fixed shapes; the compiled code is cached in "
+                      "~/.cache/palaeo-ssl/torch-compile); the first compile takes about a minute, so it pays "
+                      "only for many images; CUDA or a CPU with a C++ compiler", switch=True),
+    "decode": Option("where JPEGs are decoded: gpu decodes baseline JPEGs on a CUDA GPU in batches (other files "
+                     "on the CPU), cpu all on the CPU, auto = cpu; the decoder is part of the cache key "
+                     "(default: {default})", {"choices": ("auto", "cpu", "gpu")}),
     "episodes": Option("few-shot episodes per shots value (default: {default})", {"type": int, "metavar": "N"}),
     "n_repeats": Option("cross-validation repeats (default: 10 for paper, 5 for standard)",
                         {"type": int, "metavar": "N"}),
@@ -146,6 +152,8 @@ def add_protocol(parser: argparse.ArgumentParser, help: str, *, with_all: bool =
 
 #: the extraction parameters that ``extract`` and ``run`` take (those of :func:`palaeo_ssl.extract.extract_embeddings`)
 EXTRACTION = ("model", "pooling", "preprocess", "image_size", "batch_size", "workers", "device", "dtype", "background")
+#: the speed options of ``extract`` (they change no feature beyond bf16 tolerance; the decoder keys the store)
+EXTRACTION_SPEED = ("compile", "decode")
 
 
 def add_extraction_options(parser: argparse.ArgumentParser, library: Mapping[str, Any]) -> None:
@@ -185,5 +193,5 @@ def library_kwargs(args: argparse.Namespace, *params: str) -> dict[str, Any]:
     return {p: getattr(args, p) for p in params}
 
 
-__all__ = ["EXTRACTION", "FLAGS", "SHARED", "Option", "add_data_argument", "add_extraction_options", "add_option",
+__all__ = ["EXTRACTION", "EXTRACTION_SPEED", "FLAGS", "SHARED", "Option", "add_data_argument", "add_extraction_options", "add_option",
            "add_protocol", "defaults", "flag_for", "library_kwargs"]
