@@ -36,7 +36,7 @@ from .cache import user_cache_dir
 from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
-from .params import NON_NEGATIVE_INT, POSITIVE_INT, Options, ParameterError, validate_params
+from .params import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Options, ParameterError, validate_params
 from .images import ImageReadError, discover, load_image, pad_to_square, parse_color, skipped_frame
 from .report import library_versions, now_iso, peak_rss_mb, write_csv
 from .store import EmbeddingStore, fingerprint
@@ -184,6 +184,9 @@ def default_cache_dir() -> Path:
     "batch_size": [POSITIVE_INT, None],
     "workers": [NON_NEGATIVE_INT, None],
     "chunk_size": POSITIVE_INT,
+    "engine": Options(("local", "ray")),
+    "gpus_per_actor": [Interval(float, 0, None), None],
+    "actors": [POSITIVE_INT, None],
 })
 def extract_embeddings(
     data: str | os.PathLike,
@@ -202,6 +205,11 @@ def extract_embeddings(
     chunk_size: int = 512,
     progress: bool = True,
     backbone: Backbone | None = None,
+    shard: str | tuple[int, int] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    gpus_per_actor: float | None = None,
+    actors: int | None = None,
 ) -> Embeddings:
     """Embed every image under ``data`` (a folder or a CSV manifest), reusing cached features.
 
@@ -219,14 +227,43 @@ def extract_embeddings(
     strict : raise :class:`UserError` if any file was skipped (features are still saved).
     background : colour for transparency and padding (``black``, ``white``, ``#rrggbb``, ``r,g,b``).
     chunk_size : rows per on-disk chunk; a killed run loses at most one chunk of work.
+    shard : ``"I/N"`` (or ``(I, N)``): embed only shard ``I`` of ``N`` (``0 <= I < N``), for the
+        tasks of a cluster array job writing into one store (:mod:`palaeo_ssl.shards`). Nothing is
+        consolidated and a :class:`~palaeo_ssl.shards.ShardSummary` is returned; a later run
+        without ``shard`` consolidates and computes whatever is still missing.
+    engine : ``local`` (this process and its decoding workers) or ``ray`` (a Ray Data pipeline:
+        decoding as CPU tasks, embedding in a pool of actors; needs ``pip install -r
+        requirements-cluster.txt``; see :mod:`palaeo_ssl.engines.ray_data`).
+    address : the Ray cluster to join (``ray://host:10001`` or ``auto``; default: a running
+        local cluster, else a new one on this machine). ``engine="ray"`` only, as the next two.
+    gpus_per_actor : GPUs per embedding actor (fractions share a GPU; default 1 where the cluster
+        has GPUs, else the actors run on CPUs).
+    actors : embedding actors (default: one per GPU at ``gpus_per_actor``, or 2 on CPUs).
 
     Returns the :class:`Embeddings` (features memory-mapped from the store),
     with ``meta["extraction"]`` describing this run.
     """
+    from . import shards
+
     t0 = time.perf_counter()
-    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone)
+    shard_spec = shards.parse_shard(shard)
+    if engine != "ray" and (address is not None or gpus_per_actor is not None or actors is not None):
+        name = "address" if address is not None else "gpus_per_actor" if gpus_per_actor is not None else "actors"
+        raise ParameterError(name, "{name} is for engine='ray' only")
+    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, shard_spec)
+    if shard_spec is None:
+        shards.warn_if_incomplete(plan.store.folder)
+    else:
+        shards.record_start(plan.store.folder, shard_spec, plan.assigned, len(plan.todo))
     computed, extract_seconds, peak_gpu = 0, 0.0, None
-    if plan.todo:
+    if plan.todo and engine == "ray":
+        from .engines.ray_data import embed_with_ray
+
+        t_extract = time.perf_counter()
+        computed = embed_with_ray(plan, pooling, batch_size=batch_size, chunk_size=chunk_size, progress=progress,
+                                  address=address, gpus_per_actor=gpus_per_actor, actors=actors)
+        extract_seconds = time.perf_counter() - t_extract
+    elif plan.todo:
         dev = plan.device
         bs = int(batch_size) if batch_size is not None else (32 if dev.type == "cpu" else 64)
         nw = default_workers(dev) if workers is None else int(workers)
@@ -236,6 +273,8 @@ def extract_embeddings(
         with compute_context(torch_threads=-1 if dev.type == "cpu" else None):
             computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress)
         extract_seconds = time.perf_counter() - t_extract
+    if shard_spec is not None:  # a shard never consolidates: the run without shard does
+        return shards.finish_shard(plan, shard_spec, plan.assigned, computed, extract_seconds, t0)
     return _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
 
 
@@ -256,9 +295,11 @@ class _Plan:
     specimens: list[str] | None
     unreadable: list[tuple[str, str]]
     todo: list[int]
+    assigned: int = 0  # images this run is responsible for (all, or those of its shard)
 
 
-def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone) -> _Plan:
+def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone,
+          shard: tuple[int, int] | None = None) -> _Plan:
     bg = parse_color(background)
     images = discover(data)
     dev = backbone.device if backbone is not None else resolve_device(device)
@@ -279,7 +320,9 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
     }
     out_dir = Path(out).expanduser() if out is not None else default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = EmbeddingStore(out_dir, images.name, settings)
+    from .shards import in_shard, shard_tag
+
+    store = EmbeddingStore(out_dir, images.name, settings, writer="all" if shard is None else shard_tag(*shard))
     fps: list[tuple] = []
     unreadable: list[tuple[str, str]] = list(images.missing)
     keep_idx: list[int] = []
@@ -291,11 +334,12 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
         fps.append(fp)
         keep_idx.append(i)
     have, cached_skips = store.lookup()
+    mine = range(len(fps)) if shard is None else in_shard(fps, shard)
     return _Plan(images=images, info=info, prep=prep, device=dev, dtype=dt, out_dir=out_dir, store=store, fps=fps,
                  files=[images.files[i] for i in keep_idx], labels=images.labels[keep_idx],
                  specimens=[images.specimens[i] for i in keep_idx] if images.specimens is not None else None,
                  unreadable=unreadable,
-                 todo=[k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips])
+                 todo=[k for k in mine if fps[k] not in have and fps[k] not in cached_skips], assigned=len(mine))
 
 
 def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,
