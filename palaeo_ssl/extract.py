@@ -250,6 +250,12 @@ def extract_embeddings(
     if engine != "ray" and (address is not None or gpus_per_actor is not None or actors is not None):
         name = "address" if address is not None else "gpus_per_actor" if gpus_per_actor is not None else "actors"
         raise ParameterError(name, "{name} is for engine='ray' only")
+    if engine == "ray":  # the store is keyed by the actors' device and dtype, not the driver's
+        from .engines.ray_data import actor_device
+
+        if device == "cpu" and gpus_per_actor is None:
+            gpus_per_actor = 0.0
+        device = actor_device(address, gpus_per_actor, actors)
     plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, shard_spec)
     if shard_spec is None:
         shards.warn_if_incomplete(plan.store.folder)
@@ -302,7 +308,8 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
           shard: tuple[int, int] | None = None) -> _Plan:
     bg = parse_color(background)
     images = discover(data)
-    dev = backbone.device if backbone is not None else resolve_device(device)
+    dev = backbone.device if backbone is not None else (
+        device if isinstance(device, torch.device) else resolve_device(device))
     dt = backbone.dtype if backbone is not None else resolve_dtype(dtype, dev)
     info = backbone.info if backbone is not None else describe_model(model)
     prep = make_preprocessing(info, preprocess, image_size, bg)

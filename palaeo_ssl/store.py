@@ -129,12 +129,13 @@ class EmbeddingStore:
         skipped: dict[Fingerprint, str] = {}
         if self.finished():
             idx = pd.read_csv(self.folder / INDEX_FILE, dtype={"path": str}, keep_default_na=False)
-            rows = {(p, int(s), int(m)): i for i, (p, s, m) in
-                    enumerate(zip(idx["path"], idx["file_size"], idx["mtime_ns"]))}
+            rows = {fp: i for i, fp in enumerate(zip(idx["path"].tolist(), idx["file_size"].astype("int64").tolist(),
+                                                      idx["mtime_ns"].astype("int64").tolist()))}
             sources.append(_Source(self.folder / FEATURES_FILE, rows))
             if (self.folder / SKIPPED_CACHE).is_file():
                 sk = pd.read_csv(self.folder / SKIPPED_CACHE, dtype={"path": str, "reason": str}, keep_default_na=False)
-                for p, s, m, r in zip(sk["path"], sk["file_size"], sk["mtime_ns"], sk["reason"]):
+                for p, s, m, r in zip(sk["path"].tolist(), sk["file_size"].tolist(), sk["mtime_ns"].tolist(),
+                                      sk["reason"].tolist()):
                     skipped[(p, int(s), int(m))] = r
         for marker in sorted(self.chunk_dir.glob("chunk_*.csv")):
             npy = marker.with_suffix(".npy")
@@ -146,10 +147,10 @@ class EmbeddingStore:
             except Exception:
                 continue  # a damaged chunk is recomputed
             rows = {}
-            for p, s, m, r, reason in zip(table["path"], table["file_size"], table["mtime_ns"], table["row"],
-                                          table["reason"]):
+            for p, s, m, r, reason in zip(table["path"].tolist(), table["file_size"].tolist(),
+                                          table["mtime_ns"].tolist(), table["row"].tolist(), table["reason"].tolist()):
                 fp = (p, int(s), int(m))
-                if int(r) >= 0:
+                if r >= 0:
                     rows[fp] = int(r)
                     skipped.pop(fp, None)
                 else:
@@ -181,10 +182,10 @@ class EmbeddingStore:
         atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))  # commit marker
         return stem
 
-    def _preserve_finished(self) -> None:
-        """Turn the finished store into a chunk (hard link, O(1)) before it is replaced."""
+    def _preserve_finished(self) -> bool:
+        """Turn the finished store into a chunk (hard link, O(1)) before it is replaced; whether there was one."""
         if not self.finished():
-            return
+            return False
         idx = pd.read_csv(self.folder / INDEX_FILE, dtype={"path": str}, keep_default_na=False)
         stem = self._new_chunk_stem()
         npy = stem.with_suffix(".npy")
@@ -201,6 +202,7 @@ class EmbeddingStore:
             sk = sk.assign(row=-1)[["path", "file_size", "mtime_ns", "row", "reason"]]
             table = pd.concat([table, sk], ignore_index=True)
         atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
+        return True
 
     def consolidate(self, fingerprints: Sequence[Fingerprint], labels: np.ndarray, class_names: list[str],
                     specimens: list[str] | None, meta: Mapping[str, Any], dim: int,
@@ -226,9 +228,9 @@ class EmbeddingStore:
             and bool(np.all(src[keep] == 0)) and bool(np.array_equal(row[keep], np.arange(len(keep))))
         )
         if not unchanged:
-            self._preserve_finished()
-            sources, _ = self._sources()
-            src, row = _locate(sources, fingerprints)
+            if self._preserve_finished():
+                sources, _ = self._sources()
+                src, row = _locate(sources, fingerprints)
             for name in (META_FILE, INDEX_FILE):
                 try:
                     os.unlink(self.folder / name)
