@@ -301,7 +301,7 @@ class _Plan:
     specimens: list[str] | None
     unreadable: list[tuple[str, str]]
     todo: list[int]
-    assigned: int = 0  # images this run is responsible for (all, or those of its shard)
+    assigned: int = 0  # images this run is responsible for: all, or its shard's (then fps holds only those)
 
 
 def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone,
@@ -327,13 +327,15 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
     }
     out_dir = Path(out).expanduser() if out is not None else default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    from .shards import in_shard, shard_tag
+    from .shards import shard_of, shard_tag
 
     store = EmbeddingStore(out_dir, images.name, settings, writer="all" if shard is None else shard_tag(*shard))
     fps: list[tuple] = []
     unreadable: list[tuple[str, str]] = list(images.missing)
     keep_idx: list[int] = []
     for i, (rel, f) in enumerate(zip(images.rel_paths, images.files)):
+        if shard is not None and shard_of(rel, shard[1]) != shard[0]:
+            continue  # another shard's: not even stat'ed (a hash of the path decides)
         fp = fingerprint(rel, f)
         if fp is None:
             unreadable.append((rel, "file not found or not accessible"))
@@ -341,12 +343,11 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
         fps.append(fp)
         keep_idx.append(i)
     have, cached_skips = store.lookup()
-    mine = range(len(fps)) if shard is None else in_shard(fps, shard)
     return _Plan(images=images, info=info, prep=prep, device=dev, dtype=dt, out_dir=out_dir, store=store, fps=fps,
                  files=[images.files[i] for i in keep_idx], labels=images.labels[keep_idx],
                  specimens=[images.specimens[i] for i in keep_idx] if images.specimens is not None else None,
                  unreadable=unreadable,
-                 todo=[k for k in mine if fps[k] not in have and fps[k] not in cached_skips], assigned=len(mine))
+                 todo=[k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips], assigned=len(fps))
 
 
 def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,

@@ -218,17 +218,14 @@ class ShardSummary:
         return asdict(self)
 
 
-def in_shard(fps: Sequence[tuple], shard: tuple[int, int]) -> list[int]:
-    """Indices of the fingerprints (``(rel_path, size, mtime_ns)``) that belong to ``shard``."""
-    i, n = shard
-    return [k for k, fp in enumerate(fps) if shard_of(fp[0], n) == i]
-
-
 def finish_shard(plan: Any, shard: tuple[int, int], assigned: int, computed: int, extract_seconds: float,
                  t0: float) -> ShardSummary:
-    """After a shard's images are embedded: mark it complete and say what it did (no consolidation)."""
+    """After a shard's images are embedded: mark it complete and say what it did (no consolidation).
+
+    ``plan`` is the extraction's plan for this shard: its ``fps`` are the shard's images only.
+    """
     have, cached_skips = plan.store.lookup()
-    mine = [plan.fps[k] for k in in_shard(plan.fps, shard)]
+    mine = plan.fps
     missing = [fp for fp in mine if fp not in have and fp not in cached_skips]
     skipped = sum(1 for fp in mine if fp in cached_skips)
     if not missing:
@@ -241,5 +238,5 @@ def finish_shard(plan: Any, shard: tuple[int, int], assigned: int, computed: int
         peak_ram_mb=peak_rss_mb(), device=str(plan.device), still_incomplete=others)
 
 
-__all__ = ["ShardState", "ShardSummary", "finish_shard", "in_shard", "incomplete", "parse_shard", "record_done",
+__all__ = ["ShardState", "ShardSummary", "finish_shard", "incomplete", "parse_shard", "record_done",
            "record_start", "shard_of", "shard_states", "shard_tag", "unconsolidated_message", "warn_if_incomplete"]
