@@ -20,14 +20,13 @@ meets a store whose shards have not been consolidated says which are incomplete
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .cache import atomic_write_json, read_json
 from .params import ParameterError
