@@ -238,7 +238,7 @@ def extract_embeddings(
         local cluster, else a new one on this machine). ``engine="ray"`` only, as the next two.
     gpus_per_actor : GPUs per embedding actor (fractions share a GPU; default 1 where the cluster
         has GPUs, else the actors run on CPUs).
-    actors : embedding actors (default: one per GPU at ``gpus_per_actor``, or 2 on CPUs).
+    actors : embedding actors (default: one per GPU share; on CPUs 2, or one per 4 CPUs past 8).
 
     Returns the :class:`Embeddings` (features memory-mapped from the store),
     with ``meta["extraction"]`` describing this run.
@@ -249,7 +249,7 @@ def extract_embeddings(
     shard_spec = shards.parse_shard(shard)
     if engine != "ray" and (address is not None or gpus_per_actor is not None or actors is not None):
         name = "address" if address is not None else "gpus_per_actor" if gpus_per_actor is not None else "actors"
-        raise ParameterError(name, "{name} is for engine='ray' only")
+        raise ParameterError(name, "{name} is for the Ray engine only (engine='ray', --engine ray)")
     if engine == "ray":  # the store is keyed by the actors' device and dtype, not the driver's
         from .engines.ray_data import actor_device
 

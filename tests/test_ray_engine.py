@@ -89,7 +89,7 @@ def test_decode_batch_gives_uint8_at_input_size_and_reasons(images, tiny_model):
 
 
 def test_ray_options_need_engine_ray(images, tiny_model, tmp_path):
-    with pytest.raises(ParameterError, match="actors is for engine='ray' only"):
+    with pytest.raises(ParameterError, match="actors is for the Ray engine only"):
         extract_embeddings(images, out=tmp_path, actors=2, **_kw(tiny_model))
     with pytest.raises(ParameterError, match="engine must be"):
         extract_embeddings(images, out=tmp_path, engine="spark", **_kw(tiny_model))
@@ -158,3 +158,11 @@ def test_a_killed_ray_run_loses_only_the_batches_in_flight(ray_cluster, tiny_mod
     resumed = extract_embeddings(data, out=out, engine="ray", **_kw(tiny_model))
     assert resumed.meta["extraction"]["computed"] == 80 - written  # only what the killed run had not written
     assert len(resumed) == 80
+
+
+def test_without_ray_the_message_says_how_to_install_it(monkeypatch, images, tiny_model, tmp_path):
+    from palaeo_ssl.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if it were not installed
+    with pytest.raises(UserError, match="pip install -r requirements-cluster.txt"):
+        extract_embeddings(images, out=tmp_path, engine="ray", **_kw(tiny_model))

@@ -46,7 +46,8 @@ def register(sub) -> None:
                help="--engine ray: GPUs per embedding actor, fractions share a GPU (default: 1 when the cluster "
                     "has GPUs, else CPU actors)")
     add_option(cluster, library, "actors", type=int, metavar="N",
-               help="--engine ray: embedding actors (default: one per GPU share, or 2 on CPUs)")
+               help="--engine ray: embedding actors (default: one per GPU share; on CPUs 2, or one per 4 CPUs "
+                    "past 8)")
     p.set_defaults(func=run)
 
 
