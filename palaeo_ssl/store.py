@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -137,7 +138,9 @@ class EmbeddingStore:
                 for p, s, m, r in zip(sk["path"].tolist(), sk["file_size"].tolist(), sk["mtime_ns"].tolist(),
                                       sk["reason"].tolist()):
                     skipped[(p, int(s), int(m))] = r
+        self._read_markers = []
         for marker in sorted(self.chunk_dir.glob("chunk_*.csv")):
+            self._read_markers.append(marker)
             npy = marker.with_suffix(".npy")
             try:
                 table = pd.read_csv(marker, dtype={"path": str, "reason": str}, keep_default_na=False)
@@ -257,11 +260,32 @@ class EmbeddingStore:
         atomic_write_text(self.folder / INDEX_FILE, index.to_csv(index=False))
         atomic_write_text(self.folder / SKIPPED_CACHE, skipped_table.to_csv(index=False))
         atomic_write_text(self.folder / META_FILE, json.dumps(_jsonable(full_meta), indent=2))
-        for folder in (self.chunk_dir, self.folder / SHARD_DIR):  # what the shards wrote is in the store now
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
+        self._drop_consumed_chunks()
+        shutil.rmtree(self.folder / SHARD_DIR, ignore_errors=True)  # what the shards wrote is in the store now
         self._next_chunk = 0
         return read_store(self.folder), [(fp[0], r) for fp, r in skipped]
+
+
+    def _drop_consumed_chunks(self, stale_seconds: float = 3600) -> None:
+        """Delete the chunks the last :meth:`_sources` read (marker first), not any written since by a
+        process still running; then temporary files left by killed writers, and the folder if empty."""
+        for marker in getattr(self, "_read_markers", []):
+            for path in (marker, marker.with_suffix(".npy")):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        now = time.time()
+        for tmp in self.chunk_dir.glob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > stale_seconds:
+                    os.unlink(tmp)
+            except OSError:
+                pass
+        try:
+            self.chunk_dir.rmdir()
+        except OSError:
+            pass
 
 
 def _locate(sources: list[_Source], fingerprints: Sequence[Fingerprint]) -> tuple[np.ndarray, np.ndarray]:

@@ -228,3 +228,27 @@ def test_slurm_script_with_array_task_ids(dataset, tiny_model, tmp_path):
     merged = _extract(dataset, tiny_model, out)
     assert merged.meta["extraction"]["computed"] == 0
     _same_store(merged, _extract(dataset, tiny_model, tmp_path / "ref"))
+
+
+def test_consolidation_keeps_chunks_written_while_it_ran(tmp_path, monkeypatch):
+    """A shard still writing while the store is consolidated loses nothing: only the chunks read are removed."""
+    from palaeo_ssl import store as store_mod
+
+    settings = {"model_id": "m", "preprocess": "processor", "image_size": 16, "pooling": "cls", "dtype": "float32"}
+    main = EmbeddingStore(tmp_path, "d", settings)
+    late = EmbeddingStore(tmp_path, "d", settings, writer=shard_tag(1, 2))
+    main.write_chunk([("a.png", 1, 1), ("b.png", 1, 1)], np.arange(6, dtype=np.float32).reshape(2, 3))
+    real_gather = store_mod._gather
+    written = []
+
+    def gather_while_a_shard_writes(*args, **kwargs):
+        written.append(late.write_chunk([("c.png", 1, 1)], np.full((1, 3), 9, np.float32)))
+        return real_gather(*args, **kwargs)
+
+    monkeypatch.setattr(store_mod, "_gather", gather_while_a_shard_writes)
+    emb, skipped = main.consolidate([("a.png", 1, 1), ("b.png", 1, 1)], np.array([-1, -1]), [], None, {}, 3)
+    assert emb.paths == ["a.png", "b.png"] and not skipped
+    assert np.array_equal(np.asarray(emb.features), np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert sorted(p.name for p in main.chunk_dir.iterdir()) == [written[0].name + ".csv", written[0].name + ".npy"]
+    have, _ = main.lookup()
+    assert ("c.png", 1, 1) in have
