@@ -216,7 +216,7 @@ class EmbeddingStore:
         returned as (path, reason). The features are streamed, ``block`` rows at a
         time, from each source into a preallocated ``features.npy``, whose written
         pages are handed back to the page cache as it goes: memory holds one block,
-        never a second copy of the store (10^6 x 1,024: 76 s and 1.1 GB peak on 2 loaded cores; see
+        never a second copy of the store (10^6 x 1,024: 54-76 s and 1.1 GB peak on 2 loaded cores; see
         ``benchmarks/consolidate_scale.py``).
         """
         sources, skipped_cache = self._sources()
