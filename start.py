@@ -5,6 +5,9 @@
                              results/example-smoke on random weights when the real DINOv3
                              weights cannot be had: one line says why and how to get them)
     python3 start.py test    the tests (extra arguments go to pytest: start.py test -m "not slow")
+    python3 start.py --cluster demo|test
+                             the same, with the optional cluster engine (Ray) installed too
+                             (pip install -r requirements-cluster.txt)
 
 Both first install into .venv exactly as the README's manual install does
 (``python -m venv .venv``, ``pip install -r requirements.txt``, ``pip install --no-deps -e .``),
@@ -29,13 +32,15 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP_NAME = ".palaeo-ssl-install"
 INSTALL_INPUTS = ("requirements.txt", "pyproject.toml")
+CLUSTER = ("requirements-cluster.txt",)  # --cluster: installed after requirements.txt
 MIN_PYTHON = (3, 10)
 VERBS = ("demo", "test")
-USAGE = """usage: python3 start.py demo [palaeo-ssl demo options]
-       python3 start.py test [pytest options]
+USAGE = """usage: python3 start.py [--cluster] demo [palaeo-ssl demo options]
+       python3 start.py [--cluster] test [pytest options]
 
 demo   install into .venv if needed, then run the whole pipeline on data/example
-test   install into .venv if needed, then run the tests (python -m pytest -q ...)"""
+test   install into .venv if needed, then run the tests (python -m pytest -q ...)
+--cluster  also install the Ray engine (requirements-cluster.txt)"""
 
 
 class SetupError(Exception):
@@ -51,11 +56,14 @@ def venv_python(venv=VENV):
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def install_hash(root=ROOT):
-    """Hash of what the install depends on: requirements.txt, pyproject.toml and where the checkout is."""
+def install_hash(root=ROOT, extras=()):
+    """Hash of what the install depends on: requirements.txt, pyproject.toml, ``extras`` (requirement
+    files installed too) and where the checkout is."""
     h = hashlib.sha256()
     for name in INSTALL_INPUTS:
         h.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for name in extras:  # a missing one hashes as empty (the install then fails and says so)
+        h.update(name.encode() + b"\0" + ((root / name).read_bytes() if (root / name).is_file() else b"") + b"\0")
     h.update(str(root).encode())  # the editable install points at this folder
     return h.hexdigest()
 
@@ -64,10 +72,12 @@ def stamp_path(venv=VENV):
     return venv / STAMP_NAME
 
 
-def up_to_date(venv=VENV, root=ROOT):
-    """Whether ``venv`` holds an install of the current requirements.txt and pyproject.toml."""
+def up_to_date(venv=VENV, root=ROOT, extras=()):
+    """Whether ``venv`` holds an install of the current requirements.txt and pyproject.toml (and ``extras``;
+    an install with the cluster extras also serves a plain run)."""
+    accepted = {install_hash(root, extras), install_hash(root, tuple(dict.fromkeys(tuple(extras) + CLUSTER)))}
     try:
-        return venv_python(venv).exists() and stamp_path(venv).read_text().strip() == install_hash(root)
+        return venv_python(venv).exists() and stamp_path(venv).read_text().strip() in accepted
     except OSError:
         return False
 
@@ -123,23 +133,27 @@ def pip_command(venv=VENV):
     return [sys.executable, "-m", "pip", "--python", py]
 
 
-def install(venv=VENV, root=ROOT):
-    """The README's install into ``venv``, then the stamp that lets the next run skip it."""
+def install(venv=VENV, root=ROOT, extras=()):
+    """The README's install into ``venv`` (with ``extras``), then the stamp that lets the next run skip it."""
     pip = pip_command(venv)
     t = time.monotonic()
     say("installing the pinned requirements into .venv (a few minutes the first time)")
     if run(pip + ["install", "-r", "requirements.txt"], cwd=root) != 0:
         raise SetupError("'pip install -r requirements.txt' failed (see above); fix that and run this again")
+    for extra in extras:
+        say(f"installing the optional requirements of {extra}")
+        if run(pip + ["install", "-r", extra], cwd=root) != 0:
+            raise SetupError(f"'pip install -r {extra}' failed (see above); fix that and run this again")
     say("installing palaeo-ssl itself (editable)")
     if run(pip + ["install", "--no-deps", "-e", "."], cwd=root) != 0:
         raise SetupError("'pip install --no-deps -e .' failed (see above); fix that and run this again")
-    stamp_path(venv).write_text(install_hash(root) + "\n")
+    stamp_path(venv).write_text(install_hash(root, extras) + "\n")
     say("installed in %.0f s" % (time.monotonic() - t))
 
 
-def ensure_installed(venv=VENV, root=ROOT):
-    """Create and fill ``venv`` unless it is up to date; return its interpreter."""
-    if up_to_date(venv, root):
+def ensure_installed(venv=VENV, root=ROOT, extras=()):
+    """Create and fill ``venv`` (with ``extras``) unless it is up to date; return its interpreter."""
+    if up_to_date(venv, root, extras):
         say(".venv is up to date (delete .venv to reinstall)")
         return venv_python(venv)
     if not venv_python(venv).exists():
@@ -150,7 +164,7 @@ def ensure_installed(venv=VENV, root=ROOT):
         stamp_path(venv).unlink()  # an interrupted install is redone next time
     except OSError:
         pass
-    install(venv, root)
+    install(venv, root, extras)
     return venv_python(venv)
 
 
@@ -166,6 +180,9 @@ def main(argv=None):
         print("start.py: palaeo-ssl needs Python %d.%d or newer; this is %s. Run it with a newer python3."
               % (MIN_PYTHON + (sys.version.split()[0],)), file=sys.stderr)
         return 2
+    extras = ()
+    if argv and argv[0] == "--cluster":
+        extras, argv = CLUSTER, argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
@@ -174,7 +191,7 @@ def main(argv=None):
         print(f"start.py: unknown command {verb!r}\n{USAGE}", file=sys.stderr)
         return 2
     try:
-        py = ensure_installed()
+        py = ensure_installed(extras=extras) if extras else ensure_installed()
     except SetupError as exc:
         print(f"start.py: {exc}", file=sys.stderr)
         return 1

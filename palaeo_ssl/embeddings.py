@@ -268,6 +268,13 @@ def load_embeddings(path: str | os.PathLike | Embeddings) -> Embeddings:
             "(or the --out folder of 'palaeo-ssl extract')"
         )
     stores = find_stores(p)
+    pending = _unconsolidated(p, stores)
+    if not stores and pending:
+        raise UserError(pending)
+    if pending:
+        import logging
+
+        logging.getLogger(__name__).warning(pending)
     if not stores:
         raise UserError(
             f"no embedding store in {p}: run 'palaeo-ssl extract DATA --out {p}' first, "
@@ -277,3 +284,12 @@ def load_embeddings(path: str | os.PathLike | Embeddings) -> Embeddings:
         listing = "\n  ".join(str(s) for s in stores)
         raise UserError(f"{p} holds {len(stores)} embedding stores; pass one of them:\n  {listing}")
     return read_store(stores[0])
+
+
+def _unconsolidated(path: Path, stores: list[Path]) -> str | None:
+    """What :mod:`palaeo_ssl.shards` says about shards written under ``path`` but not consolidated, if any."""
+    from .shards import unconsolidated_message  # the store's writers sit above this module
+
+    candidates = stores or [q for q in [path, *sorted(path.glob("*"))] if (q / "shards").is_dir()]
+    messages = [m for q in candidates if (m := unconsolidated_message(q))]
+    return "\n".join(messages) or None

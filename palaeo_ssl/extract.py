@@ -38,7 +38,7 @@ from .cache import user_cache_dir
 from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
-from .params import NON_NEGATIVE_INT, POSITIVE_INT, Kind, Options, ParameterError, validate_params
+from .params import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Kind, Options, ParameterError, validate_params
 from .images import ImageReadError, discover, parse_color, skipped_frame
 from .loading import (DECODERS, PIXEL_PIPELINE, DeviceFeeder, InFlight, Uint8Dataset, check_gpu_decoder,
                       collate_uint8, decode_image, normalise, prefetch_factor, resolve_decoder)
@@ -194,6 +194,9 @@ def default_cache_dir() -> Path:
     "chunk_size": POSITIVE_INT,
     "compile": Kind((bool,), "True or False"),
     "decode": Options(DECODERS),
+    "engine": Options(("local", "ray")),
+    "gpus_per_actor": [Interval(float, 0, None), None],
+    "actors": [POSITIVE_INT, None],
 })
 def extract_embeddings(
     data: str | os.PathLike,
@@ -214,6 +217,11 @@ def extract_embeddings(
     backbone: Backbone | None = None,
     compile: bool = False,
     decode: str = "auto",
+    shard: str | tuple[int, int] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    gpus_per_actor: float | None = None,
+    actors: int | None = None,
 ) -> Embeddings:
     """Embed every image under ``data`` (a folder or a CSV manifest), reusing cached features.
 
@@ -237,15 +245,57 @@ def extract_embeddings(
         Pays only when the images are many: the first compile takes about a minute.
     decode : ``gpu`` decodes baseline JPEGs on a CUDA GPU (nvJPEG), every other file on the CPU; ``cpu``
         decodes all on the CPU; ``auto`` is ``cpu``. The decoder is part of the store key.
+    shard : ``"I/N"`` (or ``(I, N)``): embed only shard ``I`` of ``N`` (``0 <= I < N``), for the
+        tasks of a cluster array job writing into one store (:mod:`palaeo_ssl.shards`). Nothing is
+        consolidated and a :class:`~palaeo_ssl.shards.ShardSummary` is returned; a later run
+        without ``shard`` consolidates and computes whatever is still missing.
+    engine : ``local`` (this process and its decoding workers) or ``ray`` (a Ray Data pipeline:
+        decoding as CPU tasks, embedding in a pool of actors; needs ``pip install -r
+        requirements-cluster.txt``; see :mod:`palaeo_ssl.engines.ray_data`).
+    address : the Ray cluster to join (``ray://host:10001`` or ``auto``; default: a running
+        local cluster, else a new one on this machine). ``engine="ray"`` only, as the next two.
+    gpus_per_actor : GPUs per embedding actor (fractions share a GPU; default 1 where the cluster
+        has GPUs, else the actors run on CPUs).
+    actors : embedding actors (default: one per GPU share; on CPUs 2, or one per 4 CPUs past 8).
 
     Returns the :class:`Embeddings` (features memory-mapped from the store),
     with ``meta["extraction"]`` describing this run.
     """
+    from . import shards
+
     t0 = time.perf_counter()
-    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, decode)
+    shard_spec = shards.parse_shard(shard)
+    if engine != "ray" and (address is not None or gpus_per_actor is not None or actors is not None):
+        name = "address" if address is not None else "gpus_per_actor" if gpus_per_actor is not None else "actors"
+        raise ParameterError(name, "{name} is for the Ray engine only (engine='ray', --engine ray)")
+    if engine == "ray":  # the store is keyed by the actors' device and dtype, not the driver's
+        if compile:
+            raise ParameterError("compile", "{name} is for the local engine only; the Ray engine runs the model "
+                                            "eagerly in each actor")
+        if decode == "gpu":
+            raise ParameterError("decode", "{name}='gpu' is for the local engine only; the Ray engine decodes "
+                                           "on the cluster's CPUs")
+        from .engines.ray_data import actor_device
+
+        if device == "cpu" and gpus_per_actor is None:
+            gpus_per_actor = 0.0
+        device = actor_device(address, gpus_per_actor, actors)
+    plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, decode,
+                 shard_spec)
     timings = {"plan": time.perf_counter() - t0}
+    if shard_spec is None:
+        shards.warn_if_incomplete(plan.store.folder)
+    else:
+        shards.record_start(plan.store.folder, shard_spec, plan.assigned, len(plan.todo))
     computed, extract_seconds, peak_gpu = 0, 0.0, None
-    if plan.todo:
+    if plan.todo and engine == "ray":
+        from .engines.ray_data import embed_with_ray
+
+        t_extract = time.perf_counter()
+        computed = embed_with_ray(plan, pooling, batch_size=batch_size, chunk_size=chunk_size, progress=progress,
+                                  address=address, gpus_per_actor=gpus_per_actor, actors=actors)
+        extract_seconds = time.perf_counter() - t_extract
+    elif plan.todo:
         dev = plan.device
         bs = int(batch_size) if batch_size is not None else default_batch_size(dev)
         nw = default_workers(dev) if workers is None else int(workers)
@@ -262,6 +312,8 @@ def extract_embeddings(
             computed, peak_gpu = _embed_missing(plan, backbone, pooling, bs, nw, chunk_size, progress, compile,
                                                 timings)
         extract_seconds = time.perf_counter() - t_extract
+    if shard_spec is not None:  # a shard never consolidates: the run without shard does
+        return shards.finish_shard(plan, shard_spec, plan.assigned, computed, extract_seconds, t0)
     t_finish = time.perf_counter()
     emb = _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
     timings["finish"] = time.perf_counter() - t_finish
@@ -286,13 +338,15 @@ class _Plan:
     specimens: list[str] | None
     unreadable: list[tuple[str, str]]
     todo: list[int]
+    assigned: int = 0  # images this run is responsible for: all, or its shard's (then fps holds only those)
 
 
 def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone,
-          decode="auto") -> _Plan:
+          decode="auto", shard: tuple[int, int] | None = None) -> _Plan:
     bg = parse_color(background)
     images = discover(data)
-    dev = backbone.device if backbone is not None else resolve_device(device)
+    dev = backbone.device if backbone is not None else (
+        device if isinstance(device, torch.device) else resolve_device(device))
     dt = backbone.dtype if backbone is not None else resolve_dtype(dtype, dev)
     info = backbone.info if backbone is not None else describe_model(model)
     prep = make_preprocessing(info, preprocess, image_size, bg)
@@ -311,11 +365,15 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
     }
     out_dir = Path(out).expanduser() if out is not None else default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = EmbeddingStore(out_dir, images.name, settings)
+    from .shards import shard_of, shard_tag
+
+    store = EmbeddingStore(out_dir, images.name, settings, writer="all" if shard is None else shard_tag(*shard))
     fps: list[tuple] = []
     unreadable: list[tuple[str, str]] = list(images.missing)
     keep_idx: list[int] = []
     for i, (rel, f) in enumerate(zip(images.rel_paths, images.files)):
+        if shard is not None and shard_of(rel, shard[1]) != shard[0]:
+            continue  # another shard's: not even stat'ed (a hash of the path decides)
         fp = fingerprint(rel, f)
         if fp is None:
             unreadable.append((rel, "file not found or not accessible"))
@@ -327,7 +385,7 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
                  files=[images.files[i] for i in keep_idx], labels=images.labels[keep_idx],
                  specimens=[images.specimens[i] for i in keep_idx] if images.specimens is not None else None,
                  unreadable=unreadable,
-                 todo=[k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips])
+                 todo=[k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips], assigned=len(fps))
 
 
 def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,

@@ -7,11 +7,15 @@ under the ``--out`` folder. A finished store holds ``features.npy``,
 ``skipped.csv`` (files that could not be read, with their fingerprint, so an
 unchanged bad file is not retried).
 
-While an extraction runs, features go to ``chunks/`` as numbered pairs
-``chunk_NNNNNN.npy`` (features) and ``chunk_NNNNNN.csv`` (which files they
-belong to, by path, size and modification time). The ``.csv`` is written last,
-through a rename, so a chunk exists only once both halves are complete: a run
-killed at any moment (``kill -9`` included) loses at most the chunk in flight.
+While an extraction runs, features go to ``chunks/`` as pairs ``chunk_<writer>-NNNNNN.npy``
+(features) and ``chunk_<writer>-NNNNNN.csv`` (which files they belong to, by
+path, size and modification time). ``<writer>`` names the process that wrote
+them: the shard (``s0002of0004``) or ``all``, then a random token, so processes
+that share one store on a shared filesystem (the shards of a cluster array job)
+never pick the same name and need no coordination beyond atomic renames. The
+``.csv`` is written last, through a rename, so a chunk exists only once both
+halves are complete: a run killed at any moment (``kill -9`` included) loses at
+most the chunk in flight.
 The next run reads the finished store and every complete chunk, computes only
 what is missing or changed, and consolidates everything into a new finished
 store. Consolidation itself is crash-safe: the previous features are first
@@ -23,9 +27,12 @@ last, so a store with a ``meta.json`` is always consistent.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
+import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -47,6 +54,7 @@ from .embeddings import (
 
 SKIPPED_CACHE = "skipped.csv"
 CHUNK_DIR = "chunks"
+SHARD_DIR = "shards"  # one progress record per shard of an array job (see palaeo_ssl.shards)
 Fingerprint = tuple  # (rel_path: str, file_size: int, mtime_ns: int)
 
 
@@ -75,7 +83,7 @@ def store_folder_name(dataset: str, settings: Mapping[str, Any]) -> str:
 
 @dataclass
 class _Source:
-    features: np.ndarray  # (n, D), usually memory-mapped
+    path: Path | None  # the .npy holding the features (None: no rows)
     rows: dict  # fingerprint -> row
 
 
@@ -87,18 +95,22 @@ class EmbeddingStore:
     folder, so different settings never share features.
     """
 
-    def __init__(self, out: str | os.PathLike, dataset: str, settings: Mapping[str, Any]):
+    def __init__(self, out: str | os.PathLike, dataset: str, settings: Mapping[str, Any], writer: str = "all"):
         self.settings = dict(settings)
         self.folder = Path(out) / store_folder_name(dataset, self.settings)
         self.chunk_dir = self.folder / CHUNK_DIR
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._next_chunk = self._max_chunk_number() + 1
+        # unique to this process: concurrent writers into one store never choose the same chunk name
+        self.writer = f"{writer}-{secrets.token_hex(4)}"
+        self._next_chunk = 0
+
+    def _new_chunk_stem(self) -> Path:
+        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.chunk_dir / f"chunk_{self.writer}-{self._next_chunk:06d}"
+        self._next_chunk += 1
+        return stem
 
     # ------------------------------------------------------------------ reading what exists
-    def _max_chunk_number(self) -> int:
-        nums = [int(m.group(1)) for p in self.chunk_dir.glob("chunk_*.*")
-                if (m := re.match(r"chunk_(\d+)\.", p.name))]
-        return max(nums, default=-1)
 
     def finished(self) -> bool:
         """True when the folder holds a consistent finished store."""
@@ -117,32 +129,36 @@ class EmbeddingStore:
         sources: list[_Source] = []
         skipped: dict[Fingerprint, str] = {}
         if self.finished():
-            feats = np.load(self.folder / FEATURES_FILE, mmap_mode="r")
             idx = pd.read_csv(self.folder / INDEX_FILE, dtype={"path": str}, keep_default_na=False)
-            rows = {(p, int(s), int(m)): i for i, (p, s, m) in
-                    enumerate(zip(idx["path"], idx["file_size"], idx["mtime_ns"]))}
-            sources.append(_Source(feats, rows))
+            rows = {fp: i for i, fp in enumerate(zip(idx["path"].tolist(), idx["file_size"].astype("int64").tolist(),
+                                                      idx["mtime_ns"].astype("int64").tolist()))}
+            sources.append(_Source(self.folder / FEATURES_FILE, rows))
             if (self.folder / SKIPPED_CACHE).is_file():
                 sk = pd.read_csv(self.folder / SKIPPED_CACHE, dtype={"path": str, "reason": str}, keep_default_na=False)
-                for p, s, m, r in zip(sk["path"], sk["file_size"], sk["mtime_ns"], sk["reason"]):
+                for p, s, m, r in zip(sk["path"].tolist(), sk["file_size"].tolist(), sk["mtime_ns"].tolist(),
+                                      sk["reason"].tolist()):
                     skipped[(p, int(s), int(m))] = r
+        self._read_markers = []
         for marker in sorted(self.chunk_dir.glob("chunk_*.csv")):
+            self._read_markers.append(marker)
             npy = marker.with_suffix(".npy")
             try:
                 table = pd.read_csv(marker, dtype={"path": str, "reason": str}, keep_default_na=False)
-                feats = np.load(npy, mmap_mode="r") if npy.is_file() else np.zeros((0, 0), np.float32)
+                n_rows = int((table["row"] >= 0).sum())
+                if n_rows and _npy_shape(npy)[0] < n_rows:
+                    raise ValueError("fewer feature rows than the chunk's table lists")
             except Exception:
                 continue  # a damaged chunk is recomputed
             rows = {}
-            for p, s, m, r, reason in zip(table["path"], table["file_size"], table["mtime_ns"], table["row"],
-                                          table["reason"]):
+            for p, s, m, r, reason in zip(table["path"].tolist(), table["file_size"].tolist(),
+                                          table["mtime_ns"].tolist(), table["row"].tolist(), table["reason"].tolist()):
                 fp = (p, int(s), int(m))
-                if int(r) >= 0:
+                if r >= 0:
                     rows[fp] = int(r)
                     skipped.pop(fp, None)
                 else:
                     skipped[fp] = reason
-            sources.append(_Source(feats, rows))
+            sources.append(_Source(npy if rows else None, rows))
         return sources, skipped
 
     def lookup(self) -> tuple[set[Fingerprint], dict[Fingerprint, str]]:
@@ -157,10 +173,7 @@ class EmbeddingStore:
     def write_chunk(self, fingerprints: Sequence[Fingerprint], features: np.ndarray | None,
                     skipped: Sequence[tuple[Fingerprint, str]] = ()) -> Path:
         """Atomically add one chunk: ``features[i]`` belongs to ``fingerprints[i]``; ``skipped`` are failures."""
-        self.chunk_dir.mkdir(parents=True, exist_ok=True)
-        n = self._next_chunk
-        self._next_chunk += 1
-        stem = self.chunk_dir / f"chunk_{n:06d}"
+        stem = self._new_chunk_stem()
         if features is not None and len(fingerprints):
             feats = np.ascontiguousarray(features, dtype=np.float32)
             if feats.shape[0] != len(fingerprints):
@@ -172,15 +185,12 @@ class EmbeddingStore:
         atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))  # commit marker
         return stem
 
-    def _preserve_finished(self) -> None:
-        """Turn the finished store into a chunk (hard link, O(1)) before it is replaced."""
+    def _preserve_finished(self) -> bool:
+        """Turn the finished store into a chunk (hard link, O(1)) before it is replaced; whether there was one."""
         if not self.finished():
-            return
+            return False
         idx = pd.read_csv(self.folder / INDEX_FILE, dtype={"path": str}, keep_default_na=False)
-        self.chunk_dir.mkdir(parents=True, exist_ok=True)
-        n = self._next_chunk
-        self._next_chunk += 1
-        stem = self.chunk_dir / f"chunk_{n:06d}"
+        stem = self._new_chunk_stem()
         npy = stem.with_suffix(".npy")
         try:
             os.link(self.folder / FEATURES_FILE, npy)
@@ -195,53 +205,52 @@ class EmbeddingStore:
             sk = sk.assign(row=-1)[["path", "file_size", "mtime_ns", "row", "reason"]]
             table = pd.concat([table, sk], ignore_index=True)
         atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
+        return True
 
     def consolidate(self, fingerprints: Sequence[Fingerprint], labels: np.ndarray, class_names: list[str],
                     specimens: list[str] | None, meta: Mapping[str, Any], dim: int,
-                    block: int = 4096) -> tuple[Embeddings, list[tuple[str, str]]]:
+                    block: int = 65536) -> tuple[Embeddings, list[tuple[str, str]]]:
         """Write the finished store for exactly ``fingerprints`` (in that order) and drop the chunks.
 
         Files without features (unreadable) are left out of the store and
-        returned as (path, reason). Memory use is bounded by ``block`` rows.
+        returned as (path, reason). The features are streamed, ``block`` rows at a
+        time, from each source into a preallocated ``features.npy``, whose written
+        pages are handed back to the page cache as it goes: memory holds one block,
+        never a second copy of the store (10^6 x 1,024: 54-76 s and 1.1 GB peak on 2 loaded cores; see
+        ``benchmarks/consolidate_scale.py``).
         """
         sources, skipped_cache = self._sources()
-        where = _locate(sources, fingerprints)
-        keep = [i for i, w in enumerate(where) if w is not None]
+        src, row = _locate(sources, fingerprints)
+        keep = np.flatnonzero(src >= 0)
         skipped = [(fingerprints[i], skipped_cache.get(fingerprints[i], "not extracted (interrupted?)"))
-                   for i, w in enumerate(where) if w is None]
+                   for i in np.flatnonzero(src < 0)]
 
         # nothing changed: the finished store already is exactly this
         unchanged = (
             self.finished() and len(sources) == 1 and len(keep) == len(sources[0].rows)
-            and all(where[i] == (0, j) for j, i in enumerate(keep))
+            and bool(np.all(src[keep] == 0)) and bool(np.array_equal(row[keep], np.arange(len(keep))))
         )
         if not unchanged:
-            self._preserve_finished()
-            sources, _ = self._sources()
-            where = _locate(sources, fingerprints)
+            if self._preserve_finished():
+                sources, _ = self._sources()
+                src, row = _locate(sources, fingerprints)
             for name in (META_FILE, INDEX_FILE):
                 try:
                     os.unlink(self.folder / name)
                 except FileNotFoundError:
                     pass
             tmp = self.folder / f".{FEATURES_FILE}.tmp"
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keep), dim))
-            for start in range(0, len(keep), block):
-                rows = keep[start:start + block]
-                for k, i in enumerate(rows):
-                    si, r = where[i]
-                    out[start + k] = sources[si].features[r]
-            out.flush()
-            del out
+            _gather(tmp, [s.path for s in sources], src[keep], row[keep], dim, block)
             os.replace(tmp, self.folder / FEATURES_FILE)
 
+        keep_list = keep.tolist()
         index = pd.DataFrame({
-            "path": [fingerprints[i][0] for i in keep],
+            "path": [fingerprints[i][0] for i in keep_list],
             "label": labels[keep] if len(keep) else np.zeros(0, np.int64),
-            "class_name": [class_names[labels[i]] if labels[i] >= 0 else "" for i in keep],
-            "specimen": [specimens[i] for i in keep] if specimens is not None else [""] * len(keep),
-            "file_size": [fingerprints[i][1] for i in keep],
-            "mtime_ns": [fingerprints[i][2] for i in keep],
+            "class_name": [class_names[labels[i]] if labels[i] >= 0 else "" for i in keep_list],
+            "specimen": [specimens[i] for i in keep_list] if specimens is not None else [""] * len(keep),
+            "file_size": [fingerprints[i][1] for i in keep_list],
+            "mtime_ns": [fingerprints[i][2] for i in keep_list],
         })
         skipped_table = pd.DataFrame([(p, s, m, r) for (p, s, m), r in skipped],
                                      columns=["path", "file_size", "mtime_ns", "reason"])
@@ -251,24 +260,118 @@ class EmbeddingStore:
         atomic_write_text(self.folder / INDEX_FILE, index.to_csv(index=False))
         atomic_write_text(self.folder / SKIPPED_CACHE, skipped_table.to_csv(index=False))
         atomic_write_text(self.folder / META_FILE, json.dumps(_jsonable(full_meta), indent=2))
-        if self.chunk_dir.exists():
-            shutil.rmtree(self.chunk_dir, ignore_errors=True)
+        self._drop_consumed_chunks()
+        shutil.rmtree(self.folder / SHARD_DIR, ignore_errors=True)  # what the shards wrote is in the store now
         self._next_chunk = 0
         return read_store(self.folder), [(fp[0], r) for fp, r in skipped]
 
 
-def _locate(sources: list[_Source], fingerprints: Sequence[Fingerprint]) -> list[tuple[int, int] | None]:
-    """(source, row) of each fingerprint; later sources win, as they are newer."""
-    where: list[tuple[int, int] | None] = []
-    for fp in fingerprints:
-        loc = None
-        for si in range(len(sources) - 1, -1, -1):
-            r = sources[si].rows.get(fp)
-            if r is not None:
-                loc = (si, r)
-                break
-        where.append(loc)
-    return where
+    def _drop_consumed_chunks(self, stale_seconds: float = 3600) -> None:
+        """Delete the chunks the last :meth:`_sources` read (marker first), not any written since by a
+        process still running; then temporary files left by killed writers, and the folder if empty."""
+        for marker in getattr(self, "_read_markers", []):
+            for path in (marker, marker.with_suffix(".npy")):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        now = time.time()
+        for tmp in self.chunk_dir.glob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > stale_seconds:
+                    os.unlink(tmp)
+            except OSError:
+                pass
+        try:
+            self.chunk_dir.rmdir()
+        except OSError:
+            pass
+
+
+def _locate(sources: list[_Source], fingerprints: Sequence[Fingerprint]) -> tuple[np.ndarray, np.ndarray]:
+    """(source, row) of each fingerprint as two int64 arrays, -1 where none has it; later sources win."""
+    found: dict[Fingerprint, tuple[int, int]] = {}
+    for si, s in enumerate(sources):
+        for fp, r in s.rows.items():
+            found[fp] = (si, r)
+    src = np.full(len(fingerprints), -1, dtype=np.int64)
+    row = np.full(len(fingerprints), -1, dtype=np.int64)
+    for i, fp in enumerate(fingerprints):
+        hit = found.get(fp)
+        if hit is not None:
+            src[i], row[i] = hit
+    return src, row
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, byte offset of the data) of a C-ordered ``.npy`` file, reading only its header."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        if fortran:
+            raise ValueError(f"{path} is Fortran-ordered")
+        return shape, dtype, fh.tell()
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    return _npy_header(path)[0]
+
+
+def _read_rows(path: Path, rows: np.ndarray, dim: int) -> np.ndarray:
+    """Rows ``rows`` (sorted or not) of the (n, dim) float32 ``.npy`` at ``path``, read from the file, not mapped."""
+    shape, dtype, offset = _npy_header(path)
+    if len(shape) != 2 or shape[1] != dim or dtype != np.float32:
+        raise ValueError(f"{path} holds {shape} {dtype}, not (n, {dim}) float32")
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    if hi - lo <= 4 * len(rows):  # one read of the span that holds them
+        span = np.fromfile(path, dtype=np.float32, count=(hi - lo) * dim, offset=offset + lo * dim * 4)
+        return span.reshape(hi - lo, dim)[rows - lo]
+    out = np.empty((len(rows), dim), np.float32)
+    with open(path, "rb") as fh:  # scattered rows: one read each
+        for k, r in enumerate(rows.tolist()):
+            fh.seek(offset + r * dim * 4)
+            out[k] = np.frombuffer(fh.read(dim * 4), dtype=np.float32)
+    return out
+
+
+def _gather(target: Path, paths: Sequence[Path | None], src: np.ndarray, row: np.ndarray, dim: int,
+            block: int, release_every: int = 64 << 20) -> None:
+    """Write row ``k`` of ``paths[src[k]]``'s row ``row[k]`` to row ``k`` of a new (len(src), dim) float32 ``.npy``.
+
+    Preallocated with :func:`numpy.lib.format.open_memmap`, filled source by source
+    in blocks of ``block`` rows; every ``release_every`` bytes the written pages
+    are flushed and dropped from this process (``madvise(MADV_DONTNEED)``), so the
+    resident memory stays at about one block however large the store.
+    """
+    n = len(src)
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(n, dim))
+    offset = out.offset
+    del out
+    if n == 0 or dim == 0:
+        return
+    order = np.argsort(src, kind="stable")
+    bounds = np.flatnonzero(np.diff(src[order])) + 1
+    with open(target, "r+b") as fh:
+        mm = mmap.mmap(fh.fileno(), 0)
+        try:
+            arr = np.ndarray((n, dim), dtype=np.float32, buffer=mm, offset=offset)
+            pending = 0
+            for group in np.split(order, bounds):
+                path = paths[int(src[group[0]])]
+                for a in range(0, len(group), block):
+                    dst = group[a:a + block]
+                    arr[dst] = _read_rows(path, row[dst], dim)
+                    pending += len(dst) * dim * 4
+                    if pending >= release_every:
+                        mm.flush()
+                        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                            mm.madvise(mmap.MADV_DONTNEED)
+                        pending = 0
+            mm.flush()
+            del arr
+        finally:
+            mm.close()
 
 
 def fingerprint(rel_path: str, path: Path) -> Fingerprint | None:

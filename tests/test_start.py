@@ -135,3 +135,25 @@ def test_setup_errors_are_one_message(start, monkeypatch, capsys):
     monkeypatch.setattr(start, "ensure_installed", fail)
     assert start.main(["test"]) == 1
     assert capsys.readouterr().err == "start.py: could not create .venv: install python3-venv\n"
+
+
+def test_cluster_installs_the_cluster_requirements_too(start, checkout, fake_tools):
+    (checkout / "requirements-cluster.txt").write_text("ray[data]==2.60.0\n")
+    venv = checkout / ".venv"
+    py = start.ensure_installed(venv, checkout, extras=start.CLUSTER)
+    pip = [str(py), "-m", "pip"]
+    assert fake_tools[1:] == [pip + ["install", "-r", "requirements.txt"],
+                              pip + ["install", "-r", "requirements-cluster.txt"],
+                              pip + ["install", "--no-deps", "-e", "."]]
+    assert start.up_to_date(venv, checkout, start.CLUSTER)
+    assert start.up_to_date(venv, checkout)  # a plain run is served by the cluster install
+    (checkout / "requirements-cluster.txt").write_text("ray[data]==2.61.0\n")
+    assert not start.up_to_date(venv, checkout, start.CLUSTER)
+
+
+def test_cluster_flag_goes_before_the_verb(start, monkeypatch):
+    seen = []
+    monkeypatch.setattr(start, "ensure_installed", lambda extras=(): seen.append(extras) or Path("py"))
+    monkeypatch.setattr(start, "run", lambda cmd, cwd=None: 0)
+    assert start.main(["--cluster", "test", "-k", "ray"]) == 0
+    assert seen == [start.CLUSTER]

@@ -7,6 +7,9 @@ import argparse
 from .options import EXTRACTION, EXTRACTION_SPEED, add_data_argument, add_extraction_options, add_option, defaults, library_kwargs
 
 
+#: the options of extraction past one machine (``extract`` only)
+CLUSTER = ("shard", "engine", "address", "gpus_per_actor", "actors")
+
 #: the one line ``palaeo-ssl --help`` shows for this command
 HELP = "embed every image of a folder or manifest (cached, resumable)"
 
@@ -29,6 +32,24 @@ def register(sub) -> None:
     add_extraction_options(p, library)
     for param in EXTRACTION_SPEED:
         add_option(p, library, param)
+    cluster = p.add_argument_group("past one machine (README: Shards, Ray)")
+    add_option(cluster, library, "shard", metavar="I/N",
+               help="embed only shard I of N (0 <= I < N, images assigned by a hash of their path) into the "
+                    "shared store, without consolidating: one task of a cluster array job "
+                    "(e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); afterwards the same command "
+                    "without --shard consolidates and computes whatever is still missing")
+    add_option(cluster, library, "engine", choices=("local", "ray"),
+               help="local: this process and its decoding workers; ray: a Ray Data pipeline (CPU decoding tasks, "
+                    "an actor pool embedding; needs requirements-cluster.txt) (default: {default})")
+    add_option(cluster, library, "address", metavar="ADDR",
+               help="--engine ray: the Ray cluster to join (ray://HOST:10001, or auto for the one this machine "
+                    "belongs to; default: a running local cluster, else a new one here)")
+    add_option(cluster, library, "gpus_per_actor", type=float, metavar="G",
+               help="--engine ray: GPUs per embedding actor, fractions share a GPU (default: 1 when the cluster "
+                    "has GPUs, else CPU actors)")
+    add_option(cluster, library, "actors", type=int, metavar="N",
+               help="--engine ray: embedding actors (default: one per GPU share; on CPUs 2, or one per 4 CPUs "
+                    "past 8)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from ..extract import ExtractionSummary, extract_embeddings
 
     emb = extract_embeddings(args.data, out=args.out, **library_kwargs(args, *EXTRACTION, *EXTRACTION_SPEED,
-                                                                             "strict", "progress"))
+                                                                        *CLUSTER, "strict", "progress"))
+    if args.shard is not None:  # a shard: its own summary, nothing consolidated
+        print(emb.text())
+        return 0
     summary = ExtractionSummary(**emb.meta["extraction"])
     print(summary.text())
     print(f"embeddings written to {summary.store}")
