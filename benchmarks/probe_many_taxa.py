@@ -125,6 +125,123 @@ def build_features(n_taxa: int, per_taxon: int, seed: int = 0, size: int = 112, 
     return X, y
 
 
+def digits_case() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def synthetic_case() -> tuple[np.ndarray, np.ndarray]:
+    from probe_speed import make_clusters  # noqa: E402  (the synthetic set of the other probe benchmark)
+
+    return make_clusters(5000, 384, 20)
+
+
+def fit_both(X, y, split, seed, run_old: bool):
+    """Old (LogisticRegressionCV) and new (TunedLogisticRegression) on one split: a dict of numbers."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from palaeo_ssl.probes.classifiers import C_GRID, cv_search_logreg, fit_quietly, standard_logreg
+
+    tr, te = split
+    out = {}
+    fits = [("new", standard_logreg(y[tr], seed))]
+    if run_old:
+        fits.insert(0, ("old", cv_search_logreg(y[tr], seed)))
+    for name, model in fits:
+        t = time.perf_counter()
+        fit_quietly(model, X[tr], y[tr])
+        sec = time.perf_counter() - t
+        pred = model.predict(X[te])
+        est = model[-1] if hasattr(model, "steps") else model
+        C = float(np.ravel(est.C_)[0])
+        if name == "old":  # iterations of the inner fits at the chosen C (n_iter_: folds x Cs)
+            it = int(np.max(np.asarray(est.n_iter_).reshape(-1, len(C_GRID))[:, list(C_GRID).index(C)]))
+            total = int(np.sum(est.n_iter_))
+        else:
+            it, total = int(est.n_iter_[0]), int(est.n_iter_search_)
+        out[name] = {"seconds": sec, "C": C, "iter_at_C": it, "iter_total": total,
+                     "top1": accuracy_score(y[te], pred), "balanced": balanced_accuracy_score(y[te], pred)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=("many-taxa", "digits", "synthetic"), default="many-taxa",
+                    help="many-taxa: random ViT-S/16 features of augmented real images (default); digits: "
+                         "scikit-learn's digits; synthetic: probe_speed.py's Gaussian clusters (5,000 x 384, 20)")
+    ap.add_argument("--quick", action="store_true", help="many-taxa with 40 taxa (600 images)")
+    ap.add_argument("--taxa", type=int, default=281, help="pseudo-taxa of 15 images (default 281: 4,215 images)")
+    ap.add_argument("--size", type=int, default=112, help="image size in px for the ViT (default 112)")
+    ap.add_argument("--splits", type=int, default=5, help="outer splits the fits are compared on (default 5)")
+    ap.add_argument("--old-splits", type=int, default=None,
+                    help="run the old fit on only this many of them (it is slow); its times are extrapolated")
+    ap.add_argument("--no-protocol", action="store_true", help="skip the whole standard cross-validation run")
+    ap.add_argument("--jobs", type=int, default=-1, help="worker processes of the protocol run (default: every CPU)")
+    args = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    from palaeo_ssl.probes.splits import standard_splits
+
+    warnings.simplefilter("ignore")
+    if args.case == "digits":
+        X, y = digits_case()
+    elif args.case == "synthetic":
+        X, y = synthetic_case()
+    else:
+        X, y = build_features(40 if args.quick else args.taxa, 15, size=args.size)
+    n_classes = len(np.unique(y))
+    print(f"case {args.case}: {X.shape[0]} x {X.shape[1]}, {n_classes} classes; CPUs {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}; one BLAS thread per fit")
+    splits = standard_splits(y, None, 5, 1, 0, fractions=(1.0,))[: args.splits]
+    n_old = len(splits) if args.old_splits is None else min(args.old_splits, len(splits))
+    rows = []
+    with threadpool_limits(limits=1):
+        for i, sp in enumerate(splits):
+            r = fit_both(X, y, (sp.subsets[1.0], sp.test), seed=0, run_old=i < n_old)
+            rows.append(r)
+            for name, v in r.items():
+                print(f"  split {i} {name}: {v['seconds']:7.1f} s  C={v['C']:g}  L-BFGS iterations at C "
+                      f"{v['iter_at_C']} (all fits {v['iter_total']})  top-1 {v['top1']:.4f}  balanced "
+                      f"{v['balanced']:.4f}", flush=True)
+    new_s = sum(r["new"]["seconds"] for r in rows)
+    print(f"\nnew: {new_s:.1f} s for {len(rows)} full-split fits ({new_s / len(rows):.1f} s each)")
+    if n_old:
+        old = [r["old"] for r in rows[:n_old]]
+        new = [r["new"] for r in rows[:n_old]]
+        old_s, new_s_same = sum(o["seconds"] for o in old), sum(o["seconds"] for o in new)
+        d1 = np.mean([b["top1"] - a["top1"] for a, b in zip(old, new)])
+        d2 = np.mean([b["balanced"] - a["balanced"] for a, b in zip(old, new)])
+        same_c = sum(a["C"] == b["C"] for a, b in zip(old, new))
+        print(f"old: {old_s:.1f} s on {n_old} split(s) ({old_s / n_old:.1f} s each) -> speed-up "
+              f"{old_s / new_s_same:.1f}x per fit; same C on {same_c} of {n_old}")
+        print(f"accuracy, new - old (mean over {n_old} split(s)): top-1 {100 * d1:+.2f} points, balanced "
+              f"{100 * d2:+.2f} points")
+    if not args.no_protocol:
+        from palaeo_ssl import Embeddings
+        from palaeo_ssl.probes import run_cross_validation
+
+        emb = Embeddings(X, [f"{i}.png" for i in range(len(y))], y, [f"taxon_{c}" for c in range(n_classes)])
+        t = time.perf_counter()
+        cv = run_cross_validation(emb, protocol="standard", n_jobs=args.jobs, progress=True, device=None)
+        sec = time.perf_counter() - t
+        full = cv.table[cv.table["train_fraction"] == 1.0]
+        print(f"\nwhole standard cross-validation (5 x 5 splits, 5 fractions, logreg + kNN + centroid, "
+              f"n_jobs={args.jobs}): {sec:.0f} s = {sec / 60:.1f} min")
+        print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in cv.timings.items()))
+        print("  top-1 at full data: " + ", ".join(f"{a} {b:.3f}" for a, b in
+                                                    full[["classifier", "mean_top1_accuracy"]].itertuples(index=False)))
+        if n_old:
+            per_split_old = sum(r["old"]["seconds"] for r in rows[:n_old]) / n_old
+            lr = cv.folds[cv.folds["classifier"] == "Logistic Regression"]
+            # the old fit's cost grows with the training size about linearly: scale by the images per fit
+            est = per_split_old * lr["n_train"].sum() / np.mean([len(sp.subsets[1.0]) for sp in splits[:n_old]])
+            print(f"  the old logistic-regression fits of this run, extrapolated from {n_old} full-split fit(s) "
+                  f"(in proportion to training images): about {est / 60:.0f} CPU-min")
+    return 0
+
+
 if __name__ == "__main__" and os.environ.get("BUILD_ONLY"):
     import torch
 
@@ -132,3 +249,7 @@ if __name__ == "__main__" and os.environ.get("BUILD_ONLY"):
     X, y = build_features(int(os.environ.get("N_TAXA", "281")), 15)
     print(X.shape, y.shape, float(X.std()))
     sys.exit(0)
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

@@ -27,9 +27,11 @@ What makes it fast, without changing the optimum of any fit:
 * **A grid that stops** after ``patience`` successive C values whose mean inner
   score is below the best so far (0 disables it and fits the whole grid).
 
-The solver is L-BFGS (scipy) on numpy arrays, or ``torch.optim.LBFGS`` on a torch
-device (``device="cuda"``, or ``"cpu"`` to run that path without a GPU); both
-minimise the same function to the same tolerance.
+The solver is scipy's L-BFGS-B in every case; the loss and its gradient (the
+matrix products, all the work at scale) are computed by numpy, or by torch on a
+device (``device="cuda"``, or ``"cpu"`` to run that code without a GPU). The
+products are float32 for float32 features (as scikit-learn keeps them) and
+float64 otherwise, on either path.
 """
 
 from __future__ import annotations
@@ -53,13 +55,13 @@ def _balanced_weights(pos: np.ndarray, n_classes: int) -> np.ndarray:
     return w[pos]
 
 
-# ---------------------------------------------------------------------- numpy solver
+# ---------------------------------------------------------------------- the solver
 def _loss_grad_numpy(theta, Z, pos, sw, pen, n_classes):
     """Weighted mean softmax cross-entropy + 0.5 * sum(pen * U^2); theta = [U (K x d), b (K)] raveled."""
     d = Z.shape[1]
     U = theta[: n_classes * d].reshape(n_classes, d)
     b = theta[n_classes * d:]
-    S = Z @ U.T + b
+    S = (Z @ U.T.astype(Z.dtype)).astype(np.float64) + b  # the products in Z's dtype (float32: half the time)
     S -= S.max(axis=1, keepdims=True)
     E = np.exp(S)
     tot = E.sum(axis=1, keepdims=True)
@@ -68,7 +70,7 @@ def _loss_grad_numpy(theta, Z, pos, sw, pen, n_classes):
     G = E / tot
     G[rows, pos] -= 1.0
     G *= sw[:, None]
-    gU = G.T @ Z + pen * U
+    gU = (G.T.astype(Z.dtype) @ Z).astype(np.float64) + pen * U
     gb = G.sum(axis=0)
     return loss, np.concatenate([gU.ravel(), gb])
 
@@ -80,15 +82,59 @@ def _gradient_norm(g, s, V, n_classes):
     return max(float(np.abs(gw).max(initial=0.0)), float(np.abs(g[n_classes * d:]).max(initial=0.0)))
 
 
-def _solve_numpy(Z, pos, sw, pen, U0, b0, max_iter, tol, s, V):
+def _torch_loss_grad(device, dtype):
+    """``_loss_grad_numpy`` with the matrix work on a torch device; Z is moved there once per fit."""
+    import torch
+
+    tdt = torch.float32 if dtype == np.float32 else torch.float64
+    cache: dict = {}
+
+    def setup(Z, pos, sw):
+        cache["Z"] = torch.as_tensor(np.ascontiguousarray(Z, dtype=dtype), device=device)
+        cache["pos"] = torch.as_tensor(pos, dtype=torch.long, device=device)
+        cache["sw"] = torch.as_tensor(sw, dtype=torch.float64, device=device)
+        cache["rows"] = torch.arange(len(pos), device=device)
+
+    def loss_grad(theta, Z, pos, sw, pen, n_classes):
+        Zt, pos_t, sw_t, rows = cache["Z"], cache["pos"], cache["sw"], cache["rows"]
+        d = Zt.shape[1]
+        th = torch.as_tensor(theta, dtype=torch.float64, device=device)
+        U, b = th[: n_classes * d].reshape(n_classes, d), th[n_classes * d:]
+        S = (Zt @ U.T.to(tdt)).double() + b
+        logp = torch.log_softmax(S, dim=1)
+        pen_t = torch.as_tensor(pen, dtype=torch.float64, device=device)
+        loss = -(sw_t * logp[rows, pos_t]).sum() + 0.5 * (pen_t * U * U).sum()
+        G = torch.exp(logp)
+        G[rows, pos_t] -= 1.0
+        G *= sw_t[:, None]
+        gU = (G.T.to(tdt) @ Zt).double() + pen_t * U
+        grad = torch.cat([gU.reshape(-1), G.sum(dim=0)])
+        return float(loss), grad.cpu().numpy()
+
+    return setup, loss_grad
+
+
+def _solve(Z, pos, sw, pen, U0, b0, max_iter, tol, s, V, dtype=np.float64, device=None):
+    """Minimise the weighted softmax loss in the preconditioned coordinates from (U0, b0): (U, b, iterations).
+
+    L-BFGS-B (scipy) drives the search on the CPU in float64; the loss and gradient are computed
+    with numpy or, with ``device``, by torch on that device. It stops as scikit-learn's lbfgs does
+    (max |gradient| in the standardised coordinates <= tol, or a relative decrease below 64 eps).
+    """
     from scipy import optimize
 
     n_classes, d = U0.shape
     sw = sw / sw.sum()
+    if device is None:
+        Zw, loss_grad = np.ascontiguousarray(Z, dtype=dtype), _loss_grad_numpy
+    else:
+        setup, loss_grad = _torch_loss_grad(device, dtype)
+        setup(Z, pos, sw)
+        Zw = None
     last: dict = {}
 
     def fun(theta):
-        f, g = _loss_grad_numpy(theta, Z, pos, sw, pen, n_classes)
+        f, g = loss_grad(theta, Zw, pos, sw, pen, n_classes)
         last["x"], last["g"] = theta.copy(), g
         return f, g
 
@@ -106,50 +152,6 @@ def _solve_numpy(Z, pos, sw, pen, U0, b0, max_iter, tol, s, V):
                                      "maxls": 50})
     th = res.x
     return th[: n_classes * d].reshape(n_classes, d), th[n_classes * d:].copy(), int(res.nit)
-
-
-# ---------------------------------------------------------------------- torch solver
-def _solve_torch(Z, pos, sw, pen, U0, b0, max_iter, tol, s, V, device):
-    """The same minimisation with ``torch.optim.LBFGS`` (strong Wolfe line search) on ``device``, in float64."""
-    import torch
-
-    dt = torch.float64
-    Zt = torch.as_tensor(Z, dtype=dt, device=device)
-    pos_t = torch.as_tensor(pos, dtype=torch.long, device=device)
-    sw_t = torch.as_tensor(sw / sw.sum(), dtype=dt, device=device)
-    pen_t = torch.as_tensor(pen, dtype=dt, device=device)
-    back = torch.as_tensor(V.T, dtype=dt, device=device)
-    s_t = torch.as_tensor(s, dtype=dt, device=device)
-    rows = torch.arange(len(pos), device=device)
-    U = torch.tensor(U0, dtype=dt, device=device, requires_grad=True)
-    b = torch.tensor(b0, dtype=dt, device=device, requires_grad=True)
-    opt = torch.optim.LBFGS([U, b], lr=1.0, max_iter=1, tolerance_grad=0.0,
-                            tolerance_change=64 * float(np.finfo(float).eps), history_size=10,
-                            line_search_fn="strong_wolfe")
-    first: list = []
-
-    def closure():
-        opt.zero_grad()
-        logp = torch.log_softmax(Zt @ U.T + b, dim=1)
-        loss = -(sw_t * logp[rows, pos_t]).sum() + 0.5 * (pen_t * U * U).sum()
-        loss.backward()
-        if not first:  # the first evaluation of a step is at the current point
-            first.append(float(loss))
-            first.append(max(float(((U.grad / s_t) @ back).abs().max()), float(b.grad.abs().max())))
-        return loss
-
-    n_iter, prev = 0, None
-    ftol = 64 * float(np.finfo(float).eps)
-    while n_iter < max_iter:
-        first.clear()
-        opt.step(closure)
-        f, gnorm = first
-        # as scipy's L-BFGS-B: converged gradient, or a relative decrease below ftol
-        if gnorm <= tol or (prev is not None and prev - f <= ftol * max(abs(prev), abs(f), 1.0)):
-            break
-        prev = f
-        n_iter += 1
-    return U.detach().cpu().numpy(), b.detach().cpu().numpy(), n_iter
 
 
 # ---------------------------------------------------------------------- the estimator
@@ -183,17 +185,17 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
 
     # -- coordinates
-    def _solver(self):
-        if self.device is None:
-            return _solve_numpy
-        dev = self.device
+    def _solver(self, dtype):
+        device = self.device
 
         def solve(*args):
-            return _solve_torch(*args, device=dev)
+            return _solve(*args, dtype=dtype, device=device)
 
         return solve
 
     def fit(self, X, y):
+        # numpy: the matrix products in float32 for float32 features (as scikit-learn keeps them), else float64
+        dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         self.classes_, pos = np.unique(y, return_inverse=True)
@@ -209,7 +211,7 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         lam, V = np.linalg.eigh(Xs.T @ Xs / n)
         lam = np.clip(lam, 0.0, None)
         R = Xs @ V  # rotated features (n, d); penalty ||w||^2 = ||V^T w||^2
-        solve = self._solver()
+        solve = self._solver(dtype)
         Cs = sorted(float(c) for c in self.Cs)
         counts = np.bincount(pos, minlength=K)
         self.scores_ = np.full(len(Cs), np.nan)
