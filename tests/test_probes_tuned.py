@@ -200,3 +200,18 @@ def test_cross_validation_on_the_torch_path_equals_numpy():
     assert a.device == "numpy" and b.device == "cpu"
     for m in ("mean_top1_accuracy", "mean_balanced_accuracy"):
         np.testing.assert_allclose(a.table[m], b.table[m], atol=0.01)
+
+
+def test_fit_probe_learns_from_a_stratified_subsample_past_the_limit():
+    from dataclasses import replace
+
+    from palaeo_ssl.probes import fit_probe
+
+    X, y = _correlated(n_per=30, n_classes=4)
+    small = replace(get_protocol("standard"), max_train_images=40)
+    fitted = fit_probe(_emb(X, y), "centroid", protocol=small, seed=1)
+    assert fitted.meta["train_subsample"] == {"max_train_images": 40, "n_available": 120, "n_used": 40,
+                                              "rule": "seeded stratified subsample"}
+    again = fit_probe(_emb(X, y), "centroid", protocol=small, seed=1)
+    np.testing.assert_array_equal(fitted.model.centroids_, again.model.centroids_)
+    assert "train_subsample" not in fit_probe(_emb(X, y), "centroid", seed=1).meta
