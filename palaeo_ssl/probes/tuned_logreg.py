@@ -175,9 +175,12 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), n_inner: int = 3, patience: int = 2,
-                 max_iter: int = 1000, random_state: int = 0, device: str | None = None, tol: float = TOL):
+                 max_iter: int = 1000, random_state: int = 0, device: str | None = None, tol: float = TOL,
+                 inner_tol: float | None = None, inner_folds_used: int | None = None):
         self.Cs = Cs
         self.n_inner = n_inner
+        self.inner_tol = inner_tol
+        self.inner_folds_used = inner_folds_used
         self.patience = patience
         self.max_iter = max_iter
         self.random_state = random_state
@@ -185,6 +188,13 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
 
     # -- coordinates
+    def _curvature(self, lam, K, r):
+        """Approximate curvature of the loss along each eigenvector (the preconditioner's h)."""
+        a = getattr(self, "_a", None)
+        if a == "none":
+            return np.ones_like(lam)
+        return lam * (1.0 / K if a is None else a) + r
+
     def _solver(self, dtype):
         device = self.device
 
@@ -226,7 +236,7 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         # the refit on every training image, from the mean inner solution at the chosen C
         sw = _balanced_weights(pos, K)
         r = 1.0 / (best_C * sw.sum())
-        h = lam / K + r
+        h = self._curvature(lam, K, r)
         s = 1.0 / np.sqrt(h)
         U, b, it = solve(R * s, pos, sw, r / h, W0 / s, b0, self.max_iter, self.tol, s, V)
         self.n_iter_search_ += it
@@ -246,6 +256,8 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         from sklearn.metrics import balanced_accuracy_score
 
         folds = list(StratifiedKFold(n_inner, shuffle=True, random_state=self.random_state).split(R, pos))
+        folds = folds[: self.inner_folds_used or n_inner]
+        tol = self.tol if self.inner_tol is None else self.inner_tol
         d = R.shape[1]
         state = [(np.zeros((K, d)), np.zeros(K)) for _ in folds]  # warm starts, rotated coordinates
         best, best_i, since, at_best = -np.inf, 0, 0, None
@@ -254,10 +266,10 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
             for f, (tr, va) in enumerate(folds):
                 ptr, sw = pos[tr], sw_all[tr]
                 r = 1.0 / (C * sw.sum())
-                h = lam / K + r
+                h = self._curvature(lam, K, r)
                 s = 1.0 / np.sqrt(h)
                 W0, b0 = state[f]
-                U, b, it = solve(R[tr] * s, ptr, sw, r / h, W0 / s, b0, self.max_iter, self.tol, s, V)
+                U, b, it = solve(R[tr] * s, ptr, sw, r / h, W0 / s, b0, self.max_iter, tol, s, V)
                 self.n_iter_search_ += it
                 W = U * s
                 # a class absent from the inner training part keeps its zero weights and a -inf score
