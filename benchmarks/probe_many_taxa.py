@@ -223,12 +223,16 @@ def main(argv=None) -> int:
         from palaeo_ssl.probes import run_cross_validation
 
         emb = Embeddings(X, [f"{i}.png" for i in range(len(y))], y, [f"taxon_{c}" for c in range(n_classes)])
+        from probe_speed import PeakRSS
+
         t = time.perf_counter()
-        cv = run_cross_validation(emb, protocol="standard", n_jobs=args.jobs, progress=True, device=None)
+        with PeakRSS() as mem:
+            cv = run_cross_validation(emb, protocol="standard", n_jobs=args.jobs, progress=True, device=None)
         sec = time.perf_counter() - t
         full = cv.table[cv.table["train_fraction"] == 1.0]
         print(f"\nwhole standard cross-validation (5 x 5 splits, 5 fractions, logreg + kNN + centroid, "
-              f"n_jobs={args.jobs}): {sec:.0f} s = {sec / 60:.1f} min")
+              f"n_jobs={args.jobs}): {sec:.0f} s = {sec / 60:.1f} min; CPU {mem.cpu_s:.0f} s with workers; peak RSS "
+              f"{mem.peak:.0f} MiB; load average now {os.getloadavg()[0]:.1f}")
         print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in cv.timings.items()))
         print("  top-1 at full data: " + ", ".join(f"{a} {b:.3f}" for a, b in
                                                     full[["classifier", "mean_top1_accuracy"]].itertuples(index=False)))
