@@ -19,8 +19,7 @@ default, full training folds), it fits
   as the landed standard protocol did, and
 * **new**: ``palaeo_ssl.probes.classifiers.standard_logreg``, a
   :class:`palaeo_ssl.probes.tuned_logreg.TunedLogisticRegression`: the same grid and objective,
-  preconditioned and warm-started L-BFGS, C scored on one stratified inner hold-out, fits stopped at
-  a gradient of 1e-3,
+  preconditioned and warm-started L-BFGS, a grid that stops, fits stopped at a gradient of 1e-3,
 
 and prints wall time, chosen C, L-BFGS iterations at the chosen C, and top-1 / balanced accuracy of
 each on the test folds, and the whole ``probe --protocol standard`` cross-validation time with the new fit.

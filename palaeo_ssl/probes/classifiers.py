@@ -15,13 +15,12 @@ Each probe exists in two settings:
 
 ``standard`` (sound defaults)
     ``logreg``: features standardised on the training split, C chosen from
-    ``C_GRID`` by the balanced accuracy on a stratified inner hold-out inside the
+    ``C_GRID`` by an inner stratified 3-fold CV (balanced accuracy) inside the
     training split, balanced class weights, computed by
     :class:`.tuned_logreg.TunedLogisticRegression` (preconditioned L-BFGS, warm
     starts along the C path, a grid that stops once the inner score has fallen
-    twice, one stratified inner hold-out of a third of the training split, fits
-    stopped at a gradient of 1e-3), many times faster at many taxa than the 3-fold
-    ``LogisticRegressionCV`` search (:func:`cv_search_logreg`) it replaced. ``knn``: DINO-style, k=20
+    twice, fits stopped at a gradient of 1e-3), many times faster at many taxa
+    than the ``LogisticRegressionCV`` search (:func:`cv_search_logreg`) it replaced. ``knn``: DINO-style, k=20
     clamped to the training-set size, votes weighted by ``exp(cosine / 0.07)``,
     ties broken by summed similarity, then at random (seeded), never by class index.
 
@@ -399,15 +398,14 @@ def reference_logreg() -> LogisticRegression:
 def standard_logreg(y_train: np.ndarray, seed: int = 0, device: str | None = None) -> TunedLogisticRegression:
     """Standardised features + logistic regression with C tuned by an inner stratified CV.
 
-    C is chosen on one stratified inner hold-out of a third of the training split (the first fold of a
-    stratified 3-fold split; half when no class has 3 images), as DINOv2's linear evaluation sweeps C on a
-    held-out slice of the training data. When no class has 2 images (1-shot) there is nothing to tune on,
-    and C = 1 is used. Fits stop at a gradient of ``STANDARD_TOL``. :func:`cv_search_logreg` is the
-    3-fold search scikit-learn's ``LogisticRegressionCV`` makes; ``TunedLogisticRegression`` with
-    ``inner_folds_used=None, tol=1e-4`` makes the same choice (tested).
+    The inner CV has 3 folds (2 when no class has 3 images). When no class
+    has 2 images (1-shot) there is nothing to tune on, and C = 1 is used.
+    Fits stop at a gradient of ``STANDARD_TOL``. :func:`cv_search_logreg` is the
+    same search as scikit-learn's ``LogisticRegressionCV`` makes it; ``TunedLogisticRegression``
+    with ``tol=1e-4, patience=0`` makes the same choice (tested).
     """
-    return TunedLogisticRegression(Cs=C_GRID, n_inner=3, inner_folds_used=1, patience=PATIENCE, max_iter=MAX_ITER,
-                                   tol=STANDARD_TOL, random_state=seed, device=device)
+    return TunedLogisticRegression(Cs=C_GRID, n_inner=3, patience=PATIENCE, max_iter=MAX_ITER, tol=STANDARD_TOL,
+                                   random_state=seed, device=device)
 
 
 def cv_search_logreg(y_train: np.ndarray, seed: int = 0) -> Pipeline:
