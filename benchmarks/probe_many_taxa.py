@@ -181,6 +181,8 @@ def main(argv=None) -> int:
                          "whole protocol's old cost is extrapolated from them")
     ap.add_argument("--no-protocol", action="store_true", help="skip the whole standard cross-validation run")
     ap.add_argument("--jobs", type=int, default=-1, help="worker processes of the protocol run (default: every CPU)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repeats of the protocol run (default: the protocol's 5); the 5-repeat time is extrapolated")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -208,7 +210,8 @@ def main(argv=None) -> int:
                       f"{v['iter_at_C']} (all fits {v['iter_total']})  top-1 {v['top1']:.4f}  balanced "
                       f"{v['balanced']:.4f}", flush=True)
     new_s = sum(r["new"]["seconds"] for r in rows)
-    print(f"\nnew: {new_s:.1f} s for {len(rows)} full-split fits ({new_s / len(rows):.1f} s each)")
+    if rows:
+        print(f"\nnew: {new_s:.1f} s for {len(rows)} full-split fits ({new_s / len(rows):.1f} s each)")
     if n_old:
         old = [r["old"] for r in rows[:n_old]]
         new = [r["new"] for r in rows[:n_old]]
@@ -229,12 +232,17 @@ def main(argv=None) -> int:
 
         t = time.perf_counter()
         with PeakRSS() as mem:
-            cv = run_cross_validation(emb, protocol="standard", n_jobs=args.jobs, progress=True, device=None)
+            cv = run_cross_validation(emb, protocol="standard", n_jobs=args.jobs, progress=True, device=None,
+                                      n_repeats=args.repeats)
         sec = time.perf_counter() - t
         full = cv.table[cv.table["train_fraction"] == 1.0]
-        print(f"\nwhole standard cross-validation (5 x 5 splits, 5 fractions, logreg + kNN + centroid, "
+        reps = args.repeats or 5
+        print(f"\nstandard cross-validation ({reps} x 5 splits, 5 fractions, logreg + kNN + centroid, "
               f"n_jobs={args.jobs}): {sec:.0f} s = {sec / 60:.1f} min; CPU {mem.cpu_s:.0f} s with workers; peak RSS "
               f"{mem.peak:.0f} MiB; load average now {os.getloadavg()[0]:.1f}")
+        if reps != 5:
+            print(f"  5 repeats (the protocol), extrapolated in proportion: {sec * 5 / reps / 60:.1f} min wall, "
+                  f"{mem.cpu_s * 5 / reps / 60:.1f} CPU-min")
         print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in cv.timings.items()))
         print("  top-1 at full data: " + ", ".join(f"{a} {b:.3f}" for a, b in
                                                     full[["classifier", "mean_top1_accuracy"]].itertuples(index=False)))
