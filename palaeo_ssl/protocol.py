@@ -50,6 +50,10 @@ class Protocol:
     logreg: str
     #: kNN: "reference" (k=5, uniform votes, ties to the lowest class) or "dino" (k=20, T=0.07 weights)
     knn: str
+    #: cross-validation: above this many training images a probe learns from a seeded stratified
+    #: subsample of this size (the prefix of the fold's nested stratified order), stated in the
+    #: tables; None: always every training image (the reference)
+    max_train_images: int | None
     # ---------------------------------------------------------------- few-shot
     #: "rest": every class, query = all remaining images; "balanced": classes with k + 1 images,
     #: a balanced query of up to n_query per class
@@ -77,6 +81,7 @@ PAPER = Protocol(
     reference_aggregation=True,
     logreg="reference",
     knn="reference",
+    max_train_images=None,
     few_shot_query="rest",
     extended_clustering=False,
     cv_caption=("Cross-validated classification (protocol of Rodgers 2025): mean and standard deviation over "
@@ -97,6 +102,7 @@ STANDARD = Protocol(
     reference_aggregation=False,
     logreg="tuned",
     knn="dino",
+    max_train_images=10_000,
     few_shot_query="balanced",
     extended_clustering=True,
     cv_caption=("Cross-validated classification (repeated stratified K-fold, nested training subsets, fixed "

@@ -57,6 +57,8 @@ class Task:
     """One probe, fitted on each of ``subsets`` (training indices) and tested on ``test``.
 
     ``keys[i]`` identifies subset i in the results (e.g. fraction, repeat, fold).
+    ``keep_predictions`` keeps the test predictions of the last subset (for a confusion matrix).
+    A subset equal to the one before it (fractions above a size limit) is not fitted again.
     """
 
     probe: str
@@ -70,6 +72,8 @@ class Task:
     shots: int | None = None
     keep_predictions: bool = False
     cost: float = field(default=0.0)
+    #: torch device of the standard logistic regression and kNN (None: numpy/scipy)
+    device: str | None = None
 
 
 def estimate_cost(probe: str, n_train: int, n_test: int, dim: int, n_classes: int) -> float:
@@ -119,13 +123,24 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     reference_knn = task.probe == "knn" and task.protocol.knn == "reference" and "Z" in extras
     x_test = None if reference_knn else np.asarray(X[task.test])
     shared = None
-    if task.probe == "knn" and task.protocol.knn == "dino" and len(task.subsets) > 1:
+    if task.probe == "knn" and task.protocol.knn == "dino" and len(task.subsets) > 1 and task.device is None:
         # nested subsets of one training fold: one similarity product for all of them
         t0 = time.perf_counter()
         full = np.unique(np.concatenate(task.subsets))
         sim_full = l2_normalize(x_test) @ l2_normalize(np.asarray(X[full])).T
         shared = (full, sim_full, time.perf_counter() - t0)
-    for key, train in zip(task.keys, task.subsets):
+    previous = None
+    for i, (key, train) in enumerate(zip(task.keys, task.subsets)):
+        keep = task.keep_predictions and i == len(task.subsets) - 1  # predictions of the last subset only
+        if previous is not None and np.array_equal(previous[0], train):
+            # the same training images as the subset before (fractions above the size limit): same numbers
+            row = {k: v for k, v in previous[1].items() if k not in ("_y_true", "_pred")}
+            row.update(key)
+            row.update({"_time_fit": 0.0, "_time_predict": 0.0, "_time_metrics": 0.0})
+            if keep:
+                row["_y_true"], row["_pred"] = y_test, previous[2]
+            out.append(row)
+            continue
         t0 = time.perf_counter()
         y_train = y[train]
         classes = np.unique(y_train)
@@ -144,7 +159,8 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
             t_fit = 0.0
             t_pred = time.perf_counter() - t0
         else:
-            model = make_probe(task.probe, task.protocol, y_train, seed=task.seed, shots=task.shots)
+            model = make_probe(task.probe, task.protocol, y_train, seed=task.seed, shots=task.shots,
+                               device=task.device)
             fit_quietly(model, np.asarray(X[train]), y_train)
             n_iter = n_iterations(model)
             t_fit = time.perf_counter() - t0
@@ -175,10 +191,11 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
             "_time_predict": t_pred,
             "_time_metrics": t_metrics,
         })
-        if task.keep_predictions:
+        if keep:
             row["_y_true"] = y_test
             row["_pred"] = y_pred
         out.append(row)
+        previous = (train, row, y_pred)
     return out
 
 
@@ -212,6 +229,8 @@ def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None 
     if not tasks:
         return []
     n_jobs = min(resolve_n_jobs(n_jobs), len(tasks))
+    if any(t.device is not None and str(t.device).startswith("cuda") for t in tasks):
+        n_jobs = 1  # one process drives the GPU; worker processes would each hold a CUDA context
     bar = _progress(len(tasks), desc, progress)
     try:
         if n_jobs == 1:

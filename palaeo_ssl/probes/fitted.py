@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ..embeddings import load_embeddings
-from .classifiers import DISPLAY_NAMES, fit_quietly, make_probe, parse_probes, rank_labels
+from .classifiers import DISPLAY_NAMES, fit_quietly, make_probe, parse_probes, rank_labels, resolve_device
 from .protocols import prepare
+from .splits import nested_stratified_order
 from ..params import SEED, validate_params
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 
@@ -75,19 +76,33 @@ class FittedProbe:
 
 
 @validate_params({"seed": SEED})
-def fit_probe(emb, probe: str = "logreg", protocol: ProtocolLike = DEFAULT_PROTOCOL, seed: int = 0) -> FittedProbe:
+def fit_probe(emb, probe: str = "logreg", protocol: ProtocolLike = DEFAULT_PROTOCOL, seed: int = 0,
+              device: str | None = "auto") -> FittedProbe:
     """Fit ``probe`` (``logreg``, ``knn`` or ``centroid``) in ``protocol``'s setting on every labelled image.
 
     ``emb`` is an :class:`Embeddings` or anything :func:`load_embeddings`
     accepts. The standard logistic regression tunes C by an inner CV on these
-    images. Returns a :class:`FittedProbe` for new feature rows.
+    images. Past the protocol's ``max_train_images`` the probe learns from a
+    seeded stratified subsample of that size (``meta["train_subsample"]`` says
+    so). ``device`` as in :func:`.protocols.run_cross_validation`. Returns a
+    :class:`FittedProbe` for new feature rows.
     """
     protocol = get_protocol(protocol)
     name = parse_probes([probe], protocol)[0]
     emb = load_embeddings(emb)
     data = prepare(emb)
-    model = make_probe(name, protocol, data.y, seed=seed)
-    fit_quietly(model, data.X, data.y)
+    X, y = data.X, data.y
+    limit = protocol.max_train_images
+    subsample = None
+    if limit is not None and len(y) > limit:
+        keep = np.sort(nested_stratified_order(y, np.random.default_rng([seed, 0x5B5]))[:limit])
+        X, y = X[keep], y[keep]
+        subsample = {"max_train_images": limit, "n_available": int(len(data.y)), "n_used": int(limit),
+                     "rule": "seeded stratified subsample"}
+    model = make_probe(name, protocol, y, seed=seed, device=resolve_device(device))
+    fit_quietly(model, X, y)
     meta = {k: v for k, v in emb.meta.items() if not k.startswith("_")}
+    if subsample:
+        meta["train_subsample"] = subsample
     return FittedProbe(probe=name, protocol=protocol.name, model=model, class_names=list(data.class_names),
                        dim=int(data.X.shape[1]), meta=meta)

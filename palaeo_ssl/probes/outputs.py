@@ -312,6 +312,7 @@ def _run_info(emb, c: ProbeConfig, cv: CVResult, fs: FewShotResult | None, timin
         "n_folds_skipped": int(cv.skipped["fold"].notna().sum()) if len(cv.skipped) else 0,
         "logreg_fits_at_max_iter": int((lr["n_iter"] >= MAX_ITER).sum()) if len(lr) else 0,
         "logreg_fits": int(len(lr)),
+        "probe_training": {"subsample": cv.subsample, "device": getattr(cv, "device", "numpy")},
         "embeddings": {k: emb.meta.get(k) for k in ("store_path", "model_id", "pooling", "dtype", "image_size")
                        if k in emb.meta},
         "timings_s": {**timings, **{f"cv {k}": v for k, v in cv.timings.items()},

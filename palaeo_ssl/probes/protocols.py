@@ -11,7 +11,7 @@ fixed, no silently dropped folds, intervals, and paired comparisons.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any, Sequence
 
@@ -20,9 +20,11 @@ import pandas as pd
 
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
-from ..params import FRACTION, N_JOBS, POSITIVE_INT, SEED, Interval, Sequence as SequenceOf, validate_params
+from ..params import FRACTION, N_JOBS, POSITIVE_INT, SEED, Interval, Kind, Options, Sequence as SequenceOf, \
+    validate_params
 from ..protocol import DEFAULT_PROTOCOL, Protocol, ProtocolLike, get_protocol
-from .classifiers import DISPLAY_NAMES, parse_probes
+from ..params import ParameterError
+from .classifiers import DISPLAY_NAMES, parse_probes, resolve_device
 from .engine import REFERENCE_CV, RANKED, Task, estimate_cost, execute, resolve_n_jobs, summed_times
 from .neighbours import candidate_lists, candidates_apply, double_normalize
 from .metrics import ALL_METRICS, METRICS, confusion_counts, majority_baseline, per_class_scores, summarise, \
@@ -112,6 +114,7 @@ class CVResult:
     paired : paired differences between classifiers on identical splits (standard only).
     skipped : what was skipped and why (fractions, repeats, folds).
     timings : wall seconds of the stages and summed worker seconds per probe.
+    subsample : the training-size limit and how many fits it cut (standard only).
     """
 
     protocol: Protocol
@@ -124,6 +127,10 @@ class CVResult:
     paired: pd.DataFrame | None = None
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
     timings: dict[str, float] = field(default_factory=dict)
+    #: standard protocol: the training-size limit and what it did (None for paper)
+    subsample: dict | None = None
+    #: where the standard logistic regression and kNN ran: "numpy" or a torch device
+    device: str = "numpy"
 
 
 def _confusions(results: list[list[dict]], n_classes: int) -> dict[str, np.ndarray]:
@@ -196,6 +203,7 @@ def _fold_frame(results: list[list[dict]], data: LabelledData, extra_keys: Seque
     return pd.DataFrame(rows)
 
 
+
 # ---------------------------------------------------------------------- public API
 def cross_validate(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes: str | Sequence[str] | None = None, seed: int = 0,
                    **options) -> pd.DataFrame:
@@ -218,10 +226,12 @@ def cross_validate(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes: str |
     return run_cross_validation(emb, protocol=protocol, probes=probes, seed=seed, **options).table
 
 
-@validate_params(CV_PARAMS)
+@validate_params({**CV_PARAMS, "max_train": [POSITIVE_INT, Options(["protocol"]), None],
+                  "device": [Kind((str,), "a device name ('auto', 'cpu', 'cuda')"), None]})
 def run_cross_validation(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes: str | Sequence[str] | None = None,
                          seed: int = 0, fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None,
-                         n_splits: int | None = None, n_jobs: int | None = -1, progress: bool = False) -> CVResult:
+                         n_splits: int | None = None, n_jobs: int | None = -1, progress: bool = False,
+                         max_train: int | None | str = "protocol", device: str | None = "auto") -> CVResult:
     """Cross-validation with everything it produced (:class:`CVResult`).
 
     ``paper`` (for each fraction f and repeat r, ``rs = 42 + seed + r``): a
@@ -241,17 +251,33 @@ def run_cross_validation(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes:
     many classes the probe was trained on and which were missing. Mean over
     all splits, std over the per-repeat means, and a 95% corrected resampled
     t interval (Nadeau & Bengio 2003) over all splits; ``paired`` compares the
-    probes on identical splits.
+    probes on identical splits. Past ``max_train`` training images (default:
+    the protocol's ``max_train_images``, 10,000; None: no limit) the probes learn
+    from a seeded stratified subsample of that size; the tables say so
+    (``n_train_available`` in the folds, ``mean_n_train_available`` and
+    ``max_train_images`` in the summary, the caption, ``CVResult.subsample``).
+    ``device``: ``"auto"`` runs the tuned logistic regression and the kNN on a
+    CUDA GPU when torch sees one, else in numpy; a torch device string
+    (``"cuda"``, ``"cpu"``) forces the torch code there; None forces numpy.
     """
     protocol = get_protocol(protocol)
+    device = resolve_device(device)
+    if max_train == "protocol":
+        max_train = protocol.max_train_images
     probes = parse_probes(probes, protocol)
     data = prepare(emb)
     fractions = tuple(sorted(float(f) for f in fractions))
     n_repeats = n_repeats or protocol.cv_repeats  # None: the protocol's (0 is refused above)
     n_splits = n_splits or protocol.cv_folds
     t0 = time.perf_counter()
-    make_tasks = _paper_tasks if protocol.reference_splits else _standard_tasks
-    tasks, skipped = make_tasks(data, protocol, probes, seed, fractions, n_repeats, n_splits)
+    if protocol.reference_splits:
+        if max_train is not None:
+            raise ParameterError("max_train", f"the {protocol.name} protocol uses every training image as the "
+                                              "reference does; {name} applies to the standard protocol only")
+        tasks, skipped = _paper_tasks(data, protocol, probes, seed, fractions, n_repeats, n_splits)
+    else:
+        tasks, skipped = _standard_tasks(data, protocol, probes, seed, fractions, n_repeats, n_splits,
+                                         max_train=max_train, device=device)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
     extras = (reference_knn_extras(data.X, n_jobs, candidates=True)
@@ -262,20 +288,41 @@ def run_cross_validation(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes:
                       desc=f"{protocol.name} cross-validation", extras=extras)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
-    folds = _fold_frame(results, data, ["train_fraction", "repeat", "fold"])
+    keys = ["train_fraction", "repeat", "fold"] + ([] if protocol.reference_splits else ["n_train_available"])
+    folds = _fold_frame(results, data, keys)
+    subsample = None
     if protocol.reference_aggregation:
         table = aggregate_reference_cv(folds)
         paired = None
     else:
         table = aggregate_standard_cv(folds, data.n_classes, [DISPLAY_NAMES[p] for p in probes])
+        table["max_train_images"] = max_train
         paired = paired_differences(folds, [DISPLAY_NAMES[p] for p in probes], "train_fraction", corrected=True)
+        subsample, protocol = _subsample_record(folds, max_train, protocol)
     confusion = _confusions(results, data.n_classes)
     timings = {"splits": t_split, "knn candidates": t_knn, "fits (wall)": t_fit,
                "aggregation": time.perf_counter() - t2}
     timings.update({f"{k} (summed)": v for k, v in summed_times(results).items()})
     return CVResult(protocol=protocol, table=table, folds=folds, confusion=confusion,
                     per_class=per_class_table(confusion, data.class_names), class_names=data.class_names,
-                    baseline=majority_baseline(data.y), paired=paired, skipped=skipped, timings=timings)
+                    baseline=majority_baseline(data.y), paired=paired, skipped=skipped, timings=timings,
+                    subsample=subsample, device=device or "numpy")
+
+
+def _subsample_record(folds: pd.DataFrame, max_train: int | None, protocol: Protocol) -> tuple[dict, Protocol]:
+    """What the size limit did (for the run record), and the protocol with a caption that says it."""
+    cut = folds[folds["n_train"] < folds["n_train_available"]] if len(folds) else folds
+    record = {"max_train_images": max_train, "n_fits_subsampled": int(len(cut)),
+              "fractions_subsampled": sorted({float(f) for f in cut["train_fraction"]}) if len(cut) else [],
+              "max_n_train_available": int(folds["n_train_available"].max()) if len(folds) else 0,
+              "rule": "seeded stratified subsample: the first max_train_images of the training fold's nested "
+                      "stratified order (test folds are never subsampled)"}
+    if len(cut):
+        note = (f" Above {max_train:,} training images the probes learned from a seeded stratified subsample of "
+                f"{max_train:,} (up to {record['max_n_train_available']:,} available; columns mean_n_train and "
+                "mean_n_train_available).")
+        protocol = replace(protocol, cv_caption=protocol.cv_caption + note)
+    return record, protocol
 
 
 # ---------------------------------------------------------------------- paper
@@ -329,19 +376,29 @@ def aggregate_reference_cv(folds: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- standard
-def _standard_tasks(data: LabelledData, protocol: Protocol, probes, seed, fractions, n_repeats, n_splits):
-    splits = standard_splits(data.y, data.groups, n_splits, n_repeats, protocol.repeat_seed_base + seed, fractions)
+def _standard_tasks(data: LabelledData, protocol: Protocol, probes, seed, fractions, n_repeats, n_splits,
+                    max_train=None, device=None):
+    splits = standard_splits(data.y, data.groups, n_splits, n_repeats, protocol.repeat_seed_base + seed, fractions,
+                             max_train=max_train)
     d, c = data.X.shape[1], data.n_classes
     tasks: list[Task] = []
     for s in splits:
-        keys = [{"train_fraction": f, "repeat": s.repeat, "fold": s.fold} for f in s.subsets]
+        keys = [{"train_fraction": f, "repeat": s.repeat, "fold": s.fold, "n_train_available": s.available[f]}
+                for f in s.subsets]
         subsets = list(s.subsets.values())
         last = len(keys) - 1  # the largest fraction: its repeat-0 predictions make the confusion matrix
+        # runs of equal subsets (fractions above the size limit), fitted once
+        runs: list[list[int]] = []
+        for i, sub in enumerate(subsets):
+            if runs and len(subsets[runs[-1][0]]) == len(sub):  # nested: equal size means equal images
+                runs[-1].append(i)
+            else:
+                runs.append([i])
         for p in probes:
             if p == "logreg":
-                groups = [[i] for i in range(len(keys))]  # one (expensive) fit per task
+                groups = runs  # one (expensive) fit per task
             elif s.repeat == 0:
-                groups = [list(range(last)), [last]]
+                groups = [[i for r in runs[:-1] for i in r], runs[-1]]
             else:
                 groups = [list(range(len(keys)))]  # nested subsets share one similarity product
             for g in groups:
@@ -351,7 +408,7 @@ def _standard_tasks(data: LabelledData, protocol: Protocol, probes, seed, fracti
                 tasks.append(Task(
                     probe=p, protocol=protocol, subsets=[subsets[i] for i in g], keys=[keys[i] for i in g],
                     test=s.test, metric_mode=RANKED, n_classes_eval=c, seed=seed,
-                    keep_predictions=(s.repeat == 0 and g == [last]),
+                    keep_predictions=(s.repeat == 0 and last in g), device=device,
                     cost=estimate_cost(p, n_train, len(s.test), d, c) * (10 if p == "logreg" else 1)))
     return tasks, pd.DataFrame(columns=["train_fraction", "repeat", "fold", "reason"])
 
@@ -380,6 +437,10 @@ def aggregate_standard_cv(folds: pd.DataFrame, n_classes: int, order: Sequence[s
     ci_cols = [f"ci_{b}_{m}" for m in ALL_METRICS for b in ("low", "high")]
     rest = ["n_repeats", "mean_n_train", "n_classes", "min_classes_trained", "n_folds_missing_classes",
             "missing_classes"]
+    if "n_train_available" in f:
+        out = out.merge(f.groupby(["train_fraction", "classifier"], sort=False)["n_train_available"].mean()
+                        .rename("mean_n_train_available").reset_index(), on=["train_fraction", "classifier"])
+        rest.insert(2, "mean_n_train_available")
     return out[ref_cols + ci_cols + rest].reset_index(drop=True)
 
 

@@ -100,6 +100,8 @@ class Split:
     test: np.ndarray
     #: training subset per data fraction (nested: each holds the smaller ones)
     subsets: dict[float, np.ndarray] = field(default_factory=dict)
+    #: training images the fraction had before the size limit (equal to the subset's size below it)
+    available: dict[float, int] = field(default_factory=dict)
 
 
 def nested_stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -120,13 +122,15 @@ def nested_stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def standard_splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_repeats: int, seed: int,
-                    fractions=FRACTIONS) -> list[Split]:
+                    fractions=FRACTIONS, max_train: int | None = None) -> list[Split]:
     """Repeated stratified K-fold (grouped when ``groups`` is given) with nested training subsets.
 
     Repeat r uses ``StratifiedKFold`` / ``StratifiedGroupKFold`` with
     ``shuffle=True, random_state=seed + r``; the test fold is fixed and the
     training subset of fraction f holds ``max(1, round(f * n_train))`` images
-    of the fold's nested stratified order.
+    of the fold's nested stratified order, or its first ``max_train`` images
+    when there are more (a stratified subsample, seeded like the order; the
+    test fold is never subsampled).
     """
     y = np.asarray(y)
     idx = np.arange(len(y))
@@ -152,11 +156,13 @@ def standard_splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_r
             folds = list(folds)
         for f_i, (tr, te) in enumerate(folds):
             order = nested_stratified_order(y[tr], np.random.default_rng([seed, r, f_i]))
-            subsets = {}
+            subsets, available = {}, {}
             for frac in fractions:
                 m = len(tr) if frac >= 1.0 else max(1, int(round(frac * len(tr))))
-                subsets[float(frac)] = np.sort(tr[order[:m]])
-            out.append(Split(repeat=r, fold=f_i, train=np.asarray(tr), test=np.asarray(te), subsets=subsets))
+                available[float(frac)] = m
+                subsets[float(frac)] = np.sort(tr[order[:m if max_train is None else min(m, max_train)]])
+            out.append(Split(repeat=r, fold=f_i, train=np.asarray(tr), test=np.asarray(te), subsets=subsets,
+                             available=available))
     return out
 
 
