@@ -42,8 +42,8 @@ from .geometry import density, nearest
 STRATEGIES = ("auto", "typical", "diverse", "uncertain", "random")
 #: the most k-means clusters a selection uses (labelled + budget, capped here and at N)
 MAX_CLUSTERS = 2000
-#: above this many rows k-means runs on mini-batches (scikit-learn's MiniBatchKMeans)
-FULL_KMEANS_MAX_ROWS = 10_000
+#: above this many rows k-means runs as :func:`lloyd` (plain BLAS, k-means++ seeds from a sample)
+FULL_KMEANS_MAX_ROWS = 5_000
 DENSITY_NEIGHBOURS = 20
 #: the largest share of an ``uncertain`` batch given to clusters without a labelled specimen
 COVERAGE_SHARE = 0.5
@@ -79,21 +79,61 @@ def resolve_strategy(strategy: str, labels: np.ndarray) -> str:
 
 
 def cluster(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """(N,) k-means cluster of each L2-normalised row (full k-means up to
-    :data:`FULL_KMEANS_MAX_ROWS` rows, mini-batch k-means above), seeded."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
+    """(N,) k-means cluster of each L2-normalised row, seeded: scikit-learn's ``KMeans`` (3 starts) up to
+    :data:`FULL_KMEANS_MAX_ROWS` rows, :func:`lloyd` above."""
     n = z.shape[0]
     k = int(min(k, n))
     if k <= 1:
         return np.zeros(n, dtype=np.int64)
     if n <= FULL_KMEANS_MAX_ROWS:
-        model = KMeans(n_clusters=k, n_init=3, random_state=seed)
-    else:
-        batch = max(4096, 4 * k)
-        model = MiniBatchKMeans(n_clusters=k, batch_size=batch, init_size=min(n, max(3 * batch, 3 * k)), n_init=1,
-                                max_iter=20, max_no_improvement=5, reassignment_ratio=0.005, random_state=seed)
-    return model.fit_predict(z).astype(np.int64)
+        from sklearn.cluster import KMeans
+
+        return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(z).astype(np.int64)
+    return lloyd(z, k, seed)
+
+
+def _assign(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Nearest centre of each row (squared Euclidean), in row blocks: argmax of z.c - |c|^2 / 2."""
+    half = 0.5 * np.einsum("ij,ij->i", centres, centres)
+    out = np.empty(z.shape[0], dtype=np.int64)
+    step = max(1, (64 * 2**20) // (4 * centres.shape[0]))
+    for a in range(0, z.shape[0], step):
+        out[a:a + step] = np.argmax(z[a:a + step] @ centres.T - half, axis=1)
+    return out
+
+
+def lloyd(z: np.ndarray, k: int, seed: int = 0, max_iter: int = 25, sample: int = 5_000, tol: float = 1e-4) -> np.ndarray:
+    """k-means for many rows in plain BLAS: k-means++ seeds from a seeded sample of ``sample`` rows
+    (at least 5 per cluster; the seeding costs k x sample distances, the iterations k x N each),
+    then Lloyd iterations on every row (assignments in row blocks, centre sums as one sparse
+    product), stopping when no centre moves more than ``tol``. Memory: the features plus a
+    block of distances; no N x N or N x k matrix. An emptied cluster is reseeded with the row
+    farthest from its centre. Returns (N,) labels."""
+    from scipy import sparse
+    from sklearn.cluster import kmeans_plusplus
+
+    n = z.shape[0]
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, min(n, max(sample, 5 * k)), replace=False))
+    centres, _ = kmeans_plusplus(np.ascontiguousarray(z[rows]), k, random_state=seed)
+    centres = centres.astype(np.float32)
+    labels = _assign(z, centres)
+    for _ in range(max_iter):
+        counts = np.bincount(labels, minlength=k)
+        onehot = sparse.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
+        sums = np.asarray(onehot @ z, dtype=np.float32)
+        new = centres.copy()
+        full = counts > 0
+        new[full] = sums[full] / counts[full, None]
+        for c in np.flatnonzero(~full):  # reseed an empty cluster at the worst-fitted row
+            d = 1.0 - np.einsum("ij,ij->i", z, new[labels])
+            new[c] = z[int(np.argmax(d))]
+        shift = float(np.max(np.linalg.norm(new - centres, axis=1)))
+        centres = new
+        labels = _assign(z, centres)
+        if shift <= tol:
+            break
+    return labels
 
 
 def _cluster_count(n: int, budget: int, n_labelled: int) -> int:
