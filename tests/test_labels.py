@@ -278,3 +278,19 @@ def test_explorer_columns_without_labels_hold_only_the_suggestion_rank():
     cols = explorer_columns(emb, res)
     assert list(cols["scores"]) == ["suggestion rank"] and (cols["predicted"] == -1).all()
     assert res.novelty is None
+
+
+@pytest.mark.slow
+def test_lloyd_k_means_for_large_stores_finds_separated_blobs_reproducibly():
+    from sklearn.metrics import adjusted_rand_score
+
+    from palaeo_ssl.labels.strategies import FULL_KMEANS_MAX_ROWS, cluster, lloyd
+
+    x, y = blobs(n_per=700, classes=9, dim=12, spread=0.3, seed=7)  # 6,300 rows: above the full k-means limit
+    assert len(y) > FULL_KMEANS_MAX_ROWS
+    z = unit(x)
+    a = cluster(z, 9, seed=1)
+    np.testing.assert_array_equal(a, lloyd(z, 9, seed=1))
+    assert adjusted_rand_score(y, a) > 0.95
+    sel = select(x, np.full(len(y), -1), 9, "typical", seed=0)
+    assert sorted(y[sel.index].tolist()) == list(range(9))

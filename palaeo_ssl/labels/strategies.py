@@ -125,9 +125,12 @@ def lloyd(z: np.ndarray, k: int, seed: int = 0, max_iter: int = 25, sample: int 
         new = centres.copy()
         full = counts > 0
         new[full] = sums[full] / counts[full, None]
-        for c in np.flatnonzero(~full):  # reseed an empty cluster at the worst-fitted row
-            d = 1.0 - np.einsum("ij,ij->i", z, new[labels])
-            new[c] = z[int(np.argmax(d))]
+        empty = np.flatnonzero(~full)
+        if len(empty):  # reseed emptied clusters at the worst-fitted rows
+            fit = np.empty(n, dtype=np.float32)
+            for a in range(0, n, 65536):
+                fit[a:a + 65536] = np.einsum("ij,ij->i", z[a:a + 65536], centres[labels[a:a + 65536]])
+            new[empty] = z[np.argsort(fit, kind="stable")[:len(empty)]]
         shift = float(np.max(np.linalg.norm(new - centres, axis=1)))
         centres = new
         labels = _assign(z, centres)
