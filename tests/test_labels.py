@@ -294,3 +294,16 @@ def test_lloyd_k_means_for_large_stores_finds_separated_blobs_reproducibly():
     assert adjusted_rand_score(y, a) > 0.95
     sel = select(x, np.full(len(y), -1), 9, "typical", seed=0)
     assert sorted(y[sel.index].tolist()) == list(range(9))
+
+
+def test_labelling_stage_with_one_label_per_class_skips_only_the_calibrated_predictions(caplog):
+    from palaeo_ssl.labels import LabelsConfig, compute_labels
+
+    x, y = blobs(n_per=10, classes=3)
+    labels = np.full(len(y), -1)
+    labels[[0, 10, 20]] = [0, 1, 2]
+    emb = Embeddings(x, [f"s{i}.png" for i in range(len(y))], labels, ["a", "b", "c"])
+    res = compute_labels(emb, LabelsConfig(budget=4, strategy="typical"))
+    assert res.classified is None and "calibrated predictions skipped" in caplog.text
+    assert len(res.suggestions.index) == 4 and res.suggestions.novelty is not None
+    assert set(res.explorer["scores"]) == {"suggestion rank", "novelty"}

@@ -7,6 +7,7 @@ unlabelled specimens of a store that mixes labelled and unlabelled ones (or has 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..embeddings import Embeddings
+from ..errors import UserError
 from ..params import POSITIVE_INT, SEED, FRACTION, check_all
 from .suggest import Suggestions, suggest, write_suggestions
+
+log = logging.getLogger(__name__)
 
 #: constraints of :class:`LabelsConfig`
 LABELS_PARAMS = {"budget": POSITIVE_INT, "seed": SEED, "target_accuracy": FRACTION}
@@ -69,8 +73,12 @@ def compute_labels(emb: Embeddings, config: LabelsConfig = LabelsConfig()) -> La
     t1 = time.perf_counter()
     classified = None
     if len(np.unique(emb.labels[emb.labels >= 0])) >= 2:
-        classified = classify(emb.subset(emb.labels < 0), emb, probe="logreg", protocol="standard", seed=config.seed,
-                              target_accuracy=config.target_accuracy, calibration=config.calibration, progress=False)
+        try:
+            classified = classify(emb.subset(emb.labels < 0), emb, probe="logreg", protocol="standard",
+                                  seed=config.seed, target_accuracy=config.target_accuracy,
+                                  calibration=config.calibration, progress=False)
+        except UserError as exc:  # e.g. one labelled image per class: nothing to calibrate on
+            log.warning("calibrated predictions skipped: %s", exc)
     t2 = time.perf_counter()
     cols = explorer_columns(emb, sugg, classified)
     return LabelsResult(suggestions=sugg, classified=classified, explorer=cols,
