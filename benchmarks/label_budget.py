@@ -24,7 +24,7 @@ budget and seed) and the figure ``docs/label_budget.png`` (and .pdf) from the ta
 parts may run in separate processes.
 
     python benchmarks/label_budget.py                 # cold, warm, calib, novelty (several minutes)
-    python benchmarks/label_budget.py --part speed    # the 60,000 x 1,024 timing
+    python benchmarks/label_budget.py --part speed    # the 60,000 x 1,024 timing (--threads 1 on a busy machine)
     python benchmarks/label_budget.py --quick         # 2 seeds, a smoke test
     python benchmarks/label_budget.py --part cold & python benchmarks/label_budget.py --part warm   # in parallel
 """
@@ -169,6 +169,8 @@ sys.path.insert(0, sys.argv[1])
 from palaeo_ssl import Embeddings
 from palaeo_ssl.labels import suggest
 n, d, budget, strategy, labelled = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6])
+threads = int(sys.argv[7]) or None
+from threadpoolctl import threadpool_limits
 rng = np.random.default_rng(0)
 centres = rng.normal(size=(100, d)).astype(np.float32)
 y = rng.integers(0, 100, n)
@@ -180,21 +182,22 @@ if labelled:
     labels[lab] = y[lab] % 20  # 20 classes
 emb = Embeddings(x, [f"{i}.png" for i in range(n)], labels, [f"c{c}" for c in range(20)])
 del x
-t = time.perf_counter()
-c = time.process_time()
-res = suggest(emb, budget, strategy=strategy)
-s = time.perf_counter() - t
+with threadpool_limits(threads):
+    t = time.perf_counter()
+    c = time.process_time()
+    res = suggest(emb, budget, strategy=strategy)
+    s = time.perf_counter() - t
 print(json.dumps({"strategy": res.strategy, "seconds": s, "cpu_seconds": time.process_time() - c, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "features_mb": emb.features.nbytes / 2**20, "n": len(res.index)}))
 """
 
 
-def speed(checks, n=60000, d=1024, budget=500):
+def speed(checks, n=60000, d=1024, budget=500, threads=0):
     print(f"\nspeed: suggest on {n:,} x {d:,} float32 features, budget {budget}, each run in its own process "
-          f"(BLAS threads: library default; {os.cpu_count()} CPUs)")
+          f"(BLAS threads: {threads or 'library default'}; {os.cpu_count()} CPUs)")
     for strategy, labelled in (("typical", 0.0), ("diverse", 0.0), ("auto", 0.01)):
         out = subprocess.run([sys.executable, "-c", SPEED_CHILD, str(ROOT), str(n), str(d), str(budget), strategy,
-                              str(labelled)], capture_output=True, text=True)
+                              str(labelled), str(threads)], capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:])
             checks.append((f"suggest {strategy} runs", False, "failed"))
@@ -214,6 +217,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="seeds 0..S-1 (default 10)")
     ap.add_argument("--quick", action="store_true", help="2 seeds: a smoke test, not the measurement")
     ap.add_argument("--diverse", action="store_true", help="also the greedy k-centre (diverse) in the cold start")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="speed: BLAS threads (0 = library default; 1 gives CPU times that a busy machine does not inflate)")
     args = ap.parse_args(argv)
     global DIVERSE
     DIVERSE = args.diverse
@@ -235,7 +240,7 @@ def main(argv=None) -> int:
     if "novelty" in parts:
         novelty(X, y, checks)
     if "speed" in parts:
-        speed(checks)
+        speed(checks, threads=args.threads)
     if written:  # the figure from every setting's table there is (this run's and earlier ones')
         panels = {title: summarise(pd.read_csv(f"{FIGURE}_{part}.csv"))
                   for part, title in PANELS.items() if Path(f"{FIGURE}_{part}.csv").is_file()}
