@@ -22,7 +22,7 @@ from .errors import UserError
 from .params import ParameterError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("demo", "extract", "probe", "classify", "morphospace", "similar", "visualise", "run")
+COMMANDS = ("demo", "extract", "probe", "classify", "suggest", "morphospace", "similar", "visualise", "run")
 
 
 class _Parser(argparse.ArgumentParser):

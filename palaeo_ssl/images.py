@@ -78,6 +78,9 @@ def discover(data: str | os.PathLike) -> ImageList:
     * a CSV manifest with columns ``path,label`` and optionally ``specimen``; paths
       are relative to the manifest's folder (absolute paths are accepted); an empty
       label means unlabelled.
+    * a filled labelling template (``to_label.csv`` of ``palaeo-ssl suggest``: a manifest
+      with a ``dataset`` column): the dataset it names with the template's labels
+      added; see :func:`merge_template`.
 
     Order is deterministic (sorted). Raises :class:`UserError` for a missing or
     empty folder.
@@ -132,6 +135,8 @@ def _discover_manifest(path: Path) -> ImageList:
     except Exception as exc:
         raise UserError(f"cannot read manifest {path}: {exc}") from exc
     df.columns = [c.strip().lower() for c in df.columns]
+    if TEMPLATE_DATASET_COLUMN in df.columns and (df[TEMPLATE_DATASET_COLUMN].str.strip() != "").any():
+        return merge_template(path, frame=df).images
     if "path" not in df.columns:
         raise UserError(f"manifest {path} needs a 'path' column (columns found: {', '.join(df.columns)}); "
                         "expected columns path,label and optionally specimen")
@@ -170,6 +175,110 @@ def _discover_manifest(path: Path) -> ImageList:
     return ImageList(root=root, files=files, rel_paths=rel, labels=np.asarray(labels, dtype=np.int64),
                      class_names=class_names, specimens=specs if specimens is not None else None,
                      layout="manifest", name=path.stem, missing=missing)
+
+
+# ---------------------------------------------------------------------- labelling templates
+#: the column of a labelling template that names the dataset its labels are added to
+TEMPLATE_DATASET_COLUMN = "dataset"
+_TEMPLATE_DEPTH = 20  # a template may name a filled template of an earlier round, which names ...
+
+
+@dataclass
+class TemplateMerge:
+    """A filled template read against its dataset: ``images`` (the dataset with the new labels),
+    ``dataset`` (the dataset it names), ``added`` (path, label) pairs given to unlabelled images,
+    ``agreed`` the number of rows repeating a label the dataset already has, and ``conflicts``
+    (path, dataset's label, template's label) where they differ: the dataset's label is kept."""
+
+    images: ImageList
+    dataset: Path
+    added: list[tuple[str, str]]
+    agreed: int
+    conflicts: list[tuple[str, str, str]]
+
+
+def _relative_to(raw: str, root: Path, template_dir: Path) -> str:
+    f = Path(raw).expanduser()
+    f = f if f.is_absolute() else template_dir / f
+    for candidate in (f, f.resolve()):
+        try:
+            return candidate.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return f.resolve().as_posix()
+
+
+def merge_template(path: str | os.PathLike, frame: pd.DataFrame | None = None, _depth: int = 0) -> TemplateMerge:
+    """Read a filled labelling template (``path,label,dataset``) into the dataset it names.
+
+    Every image of the dataset is kept in its order; a template row with a label
+    gives it to an image the dataset has unlabelled; a label the dataset already
+    has is never overwritten: a different one is a conflict, logged and returned
+    in :attr:`TemplateMerge.conflicts`. New class names are added (all names sorted).
+    Raises :class:`UserError` when the dataset is gone, when the template names
+    several datasets, or when a path is not an image of the dataset.
+    """
+    path = Path(path)
+    if frame is None:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame.columns = [c.strip().lower() for c in frame.columns]
+    if "path" not in frame.columns:
+        raise UserError(f"labelling template {path} needs a 'path' column (columns found: {', '.join(frame.columns)})")
+    named = sorted({d.strip() for d in frame[TEMPLATE_DATASET_COLUMN] if d.strip()})
+    if len(named) != 1:
+        raise UserError(f"labelling template {path} names {len(named)} datasets in its '{TEMPLATE_DATASET_COLUMN}' "
+                        f"column ({', '.join(named)}); fill one template per dataset")
+    dataset = Path(named[0]).expanduser()
+    if not dataset.is_absolute():
+        dataset = path.resolve().parent / dataset
+    if not dataset.exists():
+        raise UserError(f"labelling template {path} adds labels to the dataset {dataset}, which does not exist any "
+                        f"more; put it back, or write its new location in the '{TEMPLATE_DATASET_COLUMN}' column")
+    if _depth > _TEMPLATE_DEPTH:
+        raise UserError(f"labelling template {path}: its '{TEMPLATE_DATASET_COLUMN}' column leads round in a circle")
+    if dataset.suffix.lower() in MANIFEST_SUFFIXES and dataset.is_file():
+        sep = "\t" if dataset.suffix.lower() == ".tsv" else ","
+        head = pd.read_csv(dataset, sep=sep, dtype=str, keep_default_na=False, nrows=1)
+        if TEMPLATE_DATASET_COLUMN in [c.strip().lower() for c in head.columns]:
+            base = merge_template(dataset, _depth=_depth + 1).images
+        else:
+            base = discover(dataset)
+    else:
+        base = discover(dataset)
+    labels_raw = frame["label"].astype(str).str.strip() if "label" in frame.columns else pd.Series([""] * len(frame))
+    where = {r: i for i, r in enumerate(base.rel_paths)}
+    rows = [(_relative_to(str(raw).strip(), base.root, path.resolve().parent), lab)
+            for raw, lab in zip(frame["path"], labels_raw) if str(raw).strip()]
+    unknown = [r for r, _ in rows if r not in where]
+    if unknown:
+        shown = "\n  ".join(unknown[:10]) + (f"\n  ... and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise UserError(f"labelling template {path}: {len(unknown)} path(s) are not images of its dataset {dataset}:\n"
+                        f"  {shown}\nremove those rows, or add the images to the dataset and embed it again")
+    names = sorted(set(base.class_names) | {lab for _, lab in rows if lab})
+    lookup = {c: i for i, c in enumerate(names)}
+    labels = np.asarray([lookup[base.class_names[l]] if l >= 0 else -1 for l in base.labels], dtype=np.int64)
+    added, conflicts, agreed = [], [], 0
+    for rel, lab in rows:
+        if not lab:
+            continue
+        i = where[rel]
+        if labels[i] < 0:
+            labels[i] = lookup[lab]
+            added.append((rel, lab))
+        elif names[labels[i]] == lab:
+            agreed += 1
+        else:
+            conflicts.append((rel, names[labels[i]], lab))
+    if conflicts:
+        listing = "; ".join(f"{r}: kept {old!r}, template says {new!r}" for r, old, new in conflicts[:10])
+        log.warning("labelling template %s: %d label(s) differ from the dataset's and were not applied (%s%s); "
+                    "change them in the dataset itself if the template is right", path, len(conflicts), listing,
+                    " ..." if len(conflicts) > 10 else "")
+    log.info("labelling template %s: %d new label(s) added to %s", path, len(added), dataset)
+    images = ImageList(root=base.root, files=list(base.files), rel_paths=list(base.rel_paths), labels=labels,
+                       class_names=names, specimens=base.specimens, layout="manifest", name=base.name,
+                       missing=list(base.missing))
+    return TemplateMerge(images=images, dataset=dataset, added=added, agreed=agreed, conflicts=conflicts)
 
 
 # ---------------------------------------------------------------------- decoding

@@ -2,8 +2,9 @@
 
 Stages, in the paper's order: extraction (cached store) -> probes (cross-validation,
 learning curve, few-shot) -> morphospace (projections, clustering, disparity,
-outliers, suspect labels) -> explorer -> comparison with the published figures ->
-``manifest.json`` and ``README.md``.
+outliers, suspect labels) -> labelling (only when the dataset has unlabelled images:
+suggestions, novelty, calibrated predictions with abstention) -> explorer ->
+comparison with the published figures -> ``manifest.json`` and ``README.md``.
 
 Each stage records, in ``.stages/<stage>.json``, a key made of the embeddings'
 identity (the store's index and settings) and the stage's own options, and the
@@ -86,6 +87,15 @@ FILE_DESCRIPTIONS: dict[str, str] = {
     "few_shot_episodes.csv": "every metric of every few-shot episode (the rows behind the means)",
     "skipped_splits.csv": "cross-validation folds or few-shot settings that could not be evaluated, and why",
     "visualise.json": "settings and numbers of the specimen visualisation",
+    # labelling (datasets with unlabelled images)
+    "suggestions.csv": "the unlabelled specimens to label next, in rank order, with the reason for each",
+    "to_label.csv": "template: fill in the label column and pass this file as DATA; its labels are added to the "
+                    "dataset's (a label the dataset already has is never overwritten)",
+    "novelty.csv": "every unlabelled specimen by its distance to the labelled ones (most unlike any class first)",
+    "predictions.csv": "calibrated predictions for the unlabelled specimens; 'unassigned' below the threshold, "
+                       "with the best guess beside it",
+    "risk_coverage.csv": "cross-validated accuracy of the kept predictions against the fraction kept",
+    "calibration.json": "calibration method and state, threshold, and expected calibration error before/after",
 }
 _PREFIX_DESCRIPTIONS = {
     "pca": "PCA of the L2-normalised features (2-D), coloured by class",
@@ -97,6 +107,9 @@ _PREFIX_DESCRIPTIONS = {
     "silhouette_k": "silhouette score against the number of clusters (how K was chosen)",
     "outliers": "contact sheet of the most outlying specimens",
     "suspect_labels": "contact sheet of the most suspect labels with their neighbours' class",
+    "suggestions": "contact sheet of the suggested specimens in rank order",
+    "novelty": "contact sheet of the 25 unlabelled specimens most unlike any labelled class",
+    "risk_coverage": "accuracy of the assigned predictions against the fraction assigned (cross-validated)",
 }
 
 
@@ -172,6 +185,9 @@ class RunResult:
     comparison: pd.DataFrame | None
     probes: dict[str, Any]
     morphospace: dict[str, Any]
+    #: the labelling stage's :class:`~palaeo_ssl.labels.LabelsResult` (with ``explorer``, the explorer's
+    #: colourings); None when every image is labelled or the stage was reused
+    labels: Any = None
 
 
 class Pipeline:
@@ -190,12 +206,12 @@ class Pipeline:
     morphospace result, the comparison from the probe and morphospace tables.
     """
 
-    @validate_params({"seed": SEED, "episodes": POSITIVE_INT, "repeats": [POSITIVE_INT, None],
+    @validate_params({"seed": SEED, "episodes": POSITIVE_INT, "repeats": [POSITIVE_INT, None], "label_budget": POSITIVE_INT,
                       "literature_best": [Interval(float, 0, 1, closed="right"), None]})
     def __init__(self, data: str | Path, model: str = DEFAULT_MODEL, out: str | Path = "results/run", *,
                  protocol: str = ALL, reference: str | None = None, seed: int = 0, episodes: int = 50,
                  repeats: int | None = None, literature_best: float | None = None, force: bool = False,
-                 progress: bool = True, **extract_options: Any):
+                 progress: bool = True, label_budget: int = 24, **extract_options: Any):
         from .reference import DATASETS
 
         self.t_start = time.perf_counter()
@@ -226,6 +242,8 @@ class Pipeline:
         self.probe_tables: dict[str, dict[str, pd.DataFrame | None]] = {}
         self.morph_tables: dict[str, dict[str, pd.DataFrame | None]] = {}
         self.comparison: pd.DataFrame | None = None
+        self.label_budget = int(label_budget)
+        self.label_result = None
 
     def folder(self, kind: str, protocol: str) -> Path:
         """``out/probes`` or ``out/morphospace``, with a protocol sub-folder when both protocols run."""
@@ -329,6 +347,28 @@ class Pipeline:
                 self.morph_results)
         return self.morph_tables
 
+    # 3b. labelling: suggestions, novelty and calibrated predictions when the dataset has unlabelled images
+    def labels(self):
+        """The labelling stage into ``out/labels`` (see :mod:`palaeo_ssl.labels`); None when every image
+        is labelled. Its result, kept as ``label_result``, holds the explorer's colourings (``explorer``)."""
+        from .labels import LabelsConfig, compute_labels, has_unlabelled, write_labels
+
+        emb = self._need_emb()
+        if not has_unlabelled(emb):
+            return None
+        config = LabelsConfig(budget=self.label_budget, seed=self.seed)
+        folder = self.out / "labels"
+
+        def _stage():
+            res = compute_labels(emb, config)
+            with self._notice():
+                files = write_labels(res, folder)
+            self.label_result = res
+            return files, {"timings_s": res.timings, "strategy": res.suggestions.strategy}
+
+        self.stages.run("labels", self._key(config), _stage)
+        return self.label_result
+
     # 4. the interactive explorer
     def explorer(self) -> Path:
         emb = self._need_emb()
@@ -385,13 +425,14 @@ class Pipeline:
         self.extract()
         self.probes()
         self.morphospace()
+        self.labels()
         if explorer:
             self.explorer()
         self.compare_with_reference()
         manifest = self.finish()
         return RunResult(out=self.out, manifest=manifest, embeddings=self.emb, stages=self.stages.records,
                          comparison=self.comparison, probes=dict(self.probe_results),
-                         morphospace=dict(self.morph_results))
+                         morphospace=dict(self.morph_results), labels=self.label_result)
 
 
 def run_pipeline(data: str | Path, model: str = DEFAULT_MODEL, out: str | Path = "results/run", *,

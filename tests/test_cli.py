@@ -40,6 +40,7 @@ def library_functions() -> dict[str, tuple]:
     """The functions each command calls, named here independently of the commands' own code."""
     from palaeo_ssl.demo import run_demo
     from palaeo_ssl.extract import extract_embeddings
+    from palaeo_ssl.labels import run_suggest
     from palaeo_ssl.morphospace import run_morphospace
     from palaeo_ssl.patches.visualise import run_visualise, visualise_specimen
     from palaeo_ssl.pipeline import Pipeline, run_pipeline
@@ -48,6 +49,7 @@ def library_functions() -> dict[str, tuple]:
     from palaeo_ssl.retrieval import find_similar
 
     return {"extract": (extract_embeddings,), "probe": (run_probe_report,), "classify": (classify,),
+            "suggest": (run_suggest,),
             "morphospace": (run_morphospace,), "similar": (find_similar,),
             "visualise": (visualise_specimen, run_visualise), "run": (run_pipeline, Pipeline, extract_embeddings), "demo": (run_demo,)}
 
@@ -215,7 +217,7 @@ def test_option_defaults_are_the_library_signatures(command):
     assert checked >= 1
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("extract", "similar", "visualise", "demo")])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("extract", "similar", "visualise", "demo", "suggest")])
 def test_protocol_defaults(command):
     action = next(a for a in subparsers()[command]._actions if a.dest == "protocol")
     expected = ALL if command == "run" else DEFAULT_PROTOCOL

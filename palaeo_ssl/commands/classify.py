@@ -41,6 +41,19 @@ def register(sub) -> None:
     add_option(p, library, "batch_size", help="images per forward pass when embedding")
     add_option(p, library, "workers", help="image-decoding workers when embedding")
     add_option(p, library, "progress", help="hide the progress bar")
+    g = p.add_argument_group("abstention (calibrated probabilities; 'unassigned' below a threshold)")
+    g.add_argument("--abstain", dest="abstain", action="store_true",
+                   help="calibrate the probabilities on the labelled images by cross-validation and write "
+                        "'unassigned' (with the best guess beside it) under the threshold; also writes "
+                        "risk_coverage.csv/.png and calibration.json (threshold: --target-accuracy 0.95 unless given)")
+    add_option(g, library, "min_probability", type=float, metavar="P",
+               help="threshold: keep predictions whose calibrated probability is at least P (implies --abstain)")
+    add_option(g, library, "target_accuracy", type=float, metavar="A",
+               help="threshold: the largest fraction of predictions whose cross-validated accuracy reaches A, "
+                    "e.g. 0.95 (implies --abstain)")
+    add_option(g, library, "calibration", choices=("temperature", "isotonic"),
+               help="temperature: one temperature on the log-probabilities (keeps the ranking); isotonic: a "
+                    "monotone map of the top probability to the observed accuracy (default: {default})")
     p.set_defaults(func=run)
 
 
@@ -48,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..probes.predictions import run_classify
 
     res = run_classify(args.new, args.labelled, args.out, **library_kwargs(
-        args, "probe", "protocol", "seed", "cache", "device", "batch_size", "workers", "progress"))
+        args, "probe", "protocol", "seed", "cache", "device", "batch_size", "workers", "progress", "abstain",
+        "min_probability", "target_accuracy", "calibration"))
     result, frame = res["result"], res["result"].predictions
     print(f"palaeo-ssl classify: {len(frame)} images classified with a {result.probe.display_name} probe "
           f"({result.protocol}) trained on {result.n_labelled} labelled images, "
@@ -58,6 +72,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:30s} {count:7d}  mean probability {frame.loc[frame.predicted_class == name, 'probability'].mean():.2f}")
     if len(counts) > 10:
         print(f"  ... and {len(counts) - 10} more classes")
+    ab = result.abstention
+    if ab is not None:
+        chosen = (f"target accuracy {ab.target_accuracy:.2f}" if ab.target_accuracy is not None
+                  else f"minimum probability {ab.min_probability:.2f}")
+        state = (f"temperature {ab.calibrator.temperature:.4g}" if ab.calibrator.method == "temperature"
+                 else "isotonic map")
+        print(f"  calibrated by {ab.n_splits}-fold cross-validation on the labelled images ({state}); expected "
+              f"calibration error {ab.ece_before:.3f} before, {ab.ece_after:.3f} after")
+        print(f"  threshold {min(ab.threshold, 1.0):.3f} from the {chosen}: cross-validated accuracy "
+              f"{ab.cv_accuracy:.3f} on {100 * ab.cv_coverage:.0f}% of the labelled images; "
+              f"{result.n_unassigned} of {len(frame)} new images left unassigned")
     if result.agreement is not None:
         print(f"  {result.n_known} images carry a known label: {100 * result.agreement:.1f}% agree with the prediction")
     for path in res["files"]:

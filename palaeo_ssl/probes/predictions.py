@@ -6,6 +6,12 @@ of images with exactly the model, preprocessing, pooling, dtype and image size
 recorded in the labelled store (cached), and returns a :class:`ClassifyResult`;
 :func:`write_predictions` writes ``predictions.csv``.
 
+With ``abstain=True`` (or a ``min_probability`` / ``target_accuracy``) the
+probabilities are calibrated on the labelled images by cross-validation and a
+prediction below the threshold is ``unassigned``, its best guess beside it
+(see :mod:`palaeo_ssl.labels.calibration`); ``risk_coverage.csv``/``.png`` and
+``calibration.json`` are written too.
+
     >>> result = classify("new_images/", "results/run/embeddings", probe="logreg")  # doctest: +SKIP
     >>> write_predictions(result, "results/new")                                     # doctest: +SKIP
 """
@@ -22,10 +28,12 @@ import pandas as pd
 
 from ..embeddings import Embeddings
 from ..errors import UserError
-from ..params import NON_NEGATIVE_INT, POSITIVE_INT, SEED, validate_params
+from ..params import NON_NEGATIVE_INT, POSITIVE_INT, SEED, Interval, Options, ParameterError, validate_params
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 from .fitted import FittedProbe
 
+#: the label of a prediction under the abstention threshold
+UNASSIGNED = "unassigned"
 #: the extraction settings two stores must share for one's probe to classify the other's features
 SETTINGS = ("model", "pooling", "preprocess", "image_size", "dtype")
 
@@ -43,6 +51,12 @@ class ClassifyResult:
     probe: FittedProbe
     n_labelled: int
     protocol: str
+    abstention: Any = None  #: the calibration and threshold (palaeo_ssl.labels.Abstention) when abstaining
+
+    @property
+    def n_unassigned(self) -> int:
+        """Images left unassigned (below the abstention threshold)."""
+        return int((self.predictions["predicted_class"] == UNASSIGNED).sum()) if self.abstention is not None else 0
 
     @property
     def counts(self) -> pd.Series:
@@ -58,11 +72,14 @@ class ClassifyResult:
 
     @property
     def agreement(self) -> float | None:
-        """Fraction of :attr:`n_known` images whose prediction equals their label (None when there are none)."""
+        """Fraction of :attr:`n_known` images whose prediction equals their label, among the assigned ones
+        when abstaining (None when there are none)."""
         if not self.n_known:
             return None
         p = self.predictions
-        known = p["true_class"].isin(self.probe.class_names)
+        known = p["true_class"].isin(self.probe.class_names) & (p["predicted_class"] != UNASSIGNED)
+        if not known.any():
+            return None
         return float((p.loc[known, "true_class"] == p.loc[known, "predicted_class"]).mean())
 
 
@@ -111,13 +128,32 @@ def load_or_embed(new: Embeddings | str | os.PathLike, labelled: Embeddings, cac
     return extract_like(labelled.meta, path, out=cache, **options)
 
 
-def predictions_frame(probe: FittedProbe, emb: Embeddings) -> pd.DataFrame:
-    """path, predicted_class, probability, top2/top3 class and probability (and true_class when labelled)."""
-    top = probe.top_k(np.asarray(emb.features), k=3)
+def predictions_frame(probe: FittedProbe, emb: Embeddings, abstention: Any = None) -> pd.DataFrame:
+    """path, predicted_class, probability, top2/top3 class and probability (and true_class when labelled).
+
+    With an ``abstention`` (:class:`palaeo_ssl.labels.Abstention`) the probabilities are calibrated,
+    ``predicted_class`` is ``unassigned`` below its threshold, ``best_guess`` holds the best class
+    of every image and ``uncalibrated_probability`` the probe's own probability of it.
+    """
+    X = np.asarray(emb.features)
     n = len(emb)
+    if abstention is None:
+        top = probe.top_k(X, k=3)
+    else:
+        raw = probe.predict_proba(X)
+        cal, kept = abstention.apply(raw)
+        ranking = probe.rank(X)[:, :3]
+        r = np.arange(n)
+        top = pd.DataFrame({f"{kind}_{j + 1}": ([probe.class_names[i] for i in ranking[:, j]] if kind == "class"
+                                                else cal[r, ranking[:, j]])
+                            for j in range(ranking.shape[1]) for kind in ("class", "probability")})
     out = pd.DataFrame({"path": emb.paths})
     out["predicted_class"] = top["class_1"]
     out["probability"] = top["probability_1"]
+    if abstention is not None:
+        out["predicted_class"] = np.where(kept, top["class_1"], UNASSIGNED)
+        out["best_guess"] = top["class_1"]
+        out["uncalibrated_probability"] = raw[np.arange(n), ranking[:, 0]]
     for j in (2, 3):
         out[f"top{j}_class"] = top[f"class_{j}"] if f"class_{j}" in top else [""] * n
         out[f"top{j}_probability"] = top[f"probability_{j}"] if f"probability_{j}" in top else [np.nan] * n
@@ -126,7 +162,10 @@ def predictions_frame(probe: FittedProbe, emb: Embeddings) -> pd.DataFrame:
     return out
 
 
-@validate_params({"seed": SEED, "batch_size": [POSITIVE_INT, None], "workers": [NON_NEGATIVE_INT, None]})
+@validate_params({"seed": SEED, "batch_size": [POSITIVE_INT, None], "workers": [NON_NEGATIVE_INT, None],
+                  "min_probability": [Interval(float, 0, 1, closed="right"), None],
+                  "target_accuracy": [Interval(float, 0, 1, closed="right"), None],
+                  "calibration": [Options({"temperature", "isotonic"})]})
 def classify(
     new: Embeddings | str | os.PathLike,
     labelled: Embeddings | str | os.PathLike,
@@ -134,6 +173,10 @@ def classify(
     protocol: ProtocolLike = DEFAULT_PROTOCOL,
     seed: int = 0,
     *,
+    abstain: bool = False,
+    min_probability: float | None = None,
+    target_accuracy: float | None = None,
+    calibration: str = "temperature",
     cache: str | os.PathLike | None = None,
     device: str = "auto",
     batch_size: int | None = None,
@@ -154,6 +197,13 @@ def classify(
     cache : where the embeddings of an image folder are stored (None: the default cache).
     device, batch_size, workers, progress : for embedding images (see
         :func:`palaeo_ssl.extract.extract_embeddings`; None = its default).
+    abstain : calibrate the probabilities on the labelled images by cross-validation and leave
+        predictions under the threshold ``unassigned`` (implied by ``min_probability`` or
+        ``target_accuracy``).
+    min_probability : the threshold itself, a calibrated probability.
+    target_accuracy : choose the threshold as the largest coverage whose cross-validated accuracy
+        reaches this (default when abstaining without a threshold: :data:`DEFAULT_TARGET_ACCURACY`).
+    calibration : ``temperature`` (one temperature on the log-probabilities) or ``isotonic``.
 
     The probe is fitted *before* ``new`` is embedded, so a labelled store it
     cannot use fails at once rather than after hours of extraction.
@@ -162,8 +212,15 @@ def classify(
     from .fitted import fit_probe
 
     protocol = get_protocol(protocol).name
+    if min_probability is not None and target_accuracy is not None:
+        raise ParameterError("min_probability", "give either {name} or target_accuracy, not both")
+    abstain = bool(abstain or min_probability is not None or target_accuracy is not None)
     labelled = load_embeddings(labelled)
     fitted = fit_probe(labelled, probe=probe, protocol=protocol, seed=seed)
+    abstention = None
+    if abstain:
+        abstention = calibrate_probe(labelled, fitted, min_probability=min_probability,
+                                     target_accuracy=target_accuracy, calibration=calibration, seed=seed)
     options: dict[str, Any] = {"device": device, "progress": progress}
     if batch_size is not None:
         options["batch_size"] = batch_size
@@ -175,15 +232,47 @@ def classify(
                         "they were made with different models")
     if len(emb) == 0:
         raise UserError(f"no images to classify in {new}")
-    return ClassifyResult(predictions=predictions_frame(fitted, emb), probe=fitted,
-                          n_labelled=int((labelled.labels >= 0).sum()), protocol=protocol)
+    return ClassifyResult(predictions=predictions_frame(fitted, emb, abstention), probe=fitted,
+                          n_labelled=int((labelled.labels >= 0).sum()), protocol=protocol, abstention=abstention)
+
+
+#: the accuracy abstention aims at when neither a threshold nor a target is given
+DEFAULT_TARGET_ACCURACY = 0.95
+
+
+def calibrate_probe(labelled: Embeddings, fitted: FittedProbe, *, min_probability: float | None = None,
+                    target_accuracy: float | None = None, calibration: str = "temperature", seed: int = 0):
+    """The :class:`palaeo_ssl.labels.Abstention` of ``fitted`` (same probe and protocol), calibrated by
+    cross-validation on the labelled images of ``labelled``."""
+    from ..labels.calibration import fit_abstention
+    from .protocols import prepare
+
+    data = prepare(labelled)
+    if min_probability is None and target_accuracy is None:
+        target_accuracy = DEFAULT_TARGET_ACCURACY
+    return fit_abstention(data.X, data.y, len(data.class_names), probe=fitted.probe, protocol=fitted.protocol,
+                          method=calibration, target_accuracy=target_accuracy, min_probability=min_probability,
+                          seed=seed, groups=data.groups, fitted_model=fitted.model)
 
 
 def write_predictions(result: ClassifyResult, out: str | os.PathLike) -> list[Path]:
-    """Write ``out/predictions.csv``; returns ``[path]``."""
-    from ..report import write_csv
+    """Write ``out/predictions.csv`` (and, when abstaining, ``risk_coverage.csv``, ``risk_coverage.png``/``.pdf``
+    and ``calibration.json``); returns the paths."""
+    from ..report import write_csv, write_json
 
-    return [write_csv(result.predictions, Path(out) / "predictions.csv")]
+    out = Path(out)
+    files = [write_csv(result.predictions, out / "predictions.csv")]
+    if result.abstention is not None:
+        from ..labels.calibration import plot_risk_coverage
+
+        ab = result.abstention
+        files.append(write_csv(ab.risk_coverage, out / "risk_coverage.csv"))
+        files += plot_risk_coverage(ab, out / "risk_coverage")
+        record = {**ab.record(), "probe": result.probe.probe, "protocol": result.protocol,
+                  "n_labelled": result.n_labelled, "n_classified": len(result.predictions),
+                  "n_unassigned": result.n_unassigned}
+        files.append(write_json(out / "calibration.json", record))
+    return files
 
 
 def run_classify(new: Embeddings | str | os.PathLike, labelled: Embeddings | str | os.PathLike,
@@ -205,5 +294,5 @@ def run_classify(new: Embeddings | str | os.PathLike, labelled: Embeddings | str
     return {"result": result, "files": files, "timings": {"classify": t1 - t0, "write": t2 - t1, "total": t2 - t0}}
 
 
-__all__ = ["SETTINGS", "ClassifyResult", "check_compatible", "classify", "load_or_embed", "predictions_frame",
+__all__ = ["DEFAULT_TARGET_ACCURACY", "SETTINGS", "UNASSIGNED", "ClassifyResult", "calibrate_probe", "check_compatible", "classify", "load_or_embed", "predictions_frame",
            "run_classify", "write_predictions"]
