@@ -351,12 +351,12 @@ class Pipeline:
     def labels(self):
         """The labelling stage into ``out/labels`` (see :mod:`palaeo_ssl.labels`); None when every image
         is labelled. Its result, kept as ``label_result``, holds the explorer's colourings (``explorer``)."""
-        from .labels import LabelsConfig, compute_labels, has_unlabelled, write_labels
+        from .labels import compute_labels, write_labels
 
-        emb = self._need_emb()
-        if not has_unlabelled(emb):
+        config = self._labels_config()
+        if config is None:
             return None
-        config = LabelsConfig(budget=self.label_budget, seed=self.seed)
+        emb = self._need_emb()
         folder = self.out / "labels"
 
         def _stage():
@@ -369,6 +369,14 @@ class Pipeline:
         self.stages.run("labels", self._key(config), _stage)
         return self.label_result
 
+    def _labels_config(self):
+        """The labelling stage's :class:`~palaeo_ssl.labels.LabelsConfig`; None when every image is labelled."""
+        from .labels import LabelsConfig, has_unlabelled
+
+        if not has_unlabelled(self._need_emb()):
+            return None
+        return LabelsConfig(budget=self.label_budget, seed=self.seed)
+
     # 4. the interactive explorer
     def explorer(self) -> Path:
         emb = self._need_emb()
@@ -378,6 +386,9 @@ class Pipeline:
         notice = RANDOM_WEIGHTS_NOTICE if self.random_weights else None
         # drawn from the morphospace stage's result: its key, and the notice in the header
         key = {"morphospace": self._key(self._morphospace_config(proto)), "notice": notice}
+        labelling = self._labels_config()
+        if labelling is not None:  # the labelling stage's colourings (suggestion rank, confidence, novelty)
+            key["labels"] = self._key(labelling)
 
         def _explorer():
             result = self.morph_results.get(proto)
@@ -389,6 +400,13 @@ class Pipeline:
                 from .morphospace import explorer_inputs
 
                 inputs = explorer_inputs(result)
+            if labelling is not None:
+                from .labels import explorer_columns_from_folder
+
+                columns = (self.label_result.explorer if self.label_result is not None
+                           else explorer_columns_from_folder(emb, self.out / "labels"))
+                if columns is not None:
+                    inputs.update(scores=columns["scores"], predicted=columns["predicted"])
             page = write_run_explorer(emb, inputs, path, notice=notice, progress=self.progress)
             from .explorer import companion_folder
 

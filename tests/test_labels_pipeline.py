@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from palaeo_ssl.images import discover
+from palaeo_ssl.labels import explorer_columns_from_folder
 from palaeo_ssl.pipeline import describe_file, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +68,16 @@ def test_run_on_a_dataset_with_unlabelled_images_writes_the_labelling_stage(tiny
     again = run_pipeline(FEW_LABELS, model=str(tiny_model), out=out, protocol="standard", episodes=3, repeats=2,
                          progress=False, workers=0, label_budget=10, explorer=False)
     assert again.stages["labels"].reused and again.labels is None
+
+    # a run that reuses the labelling stage reads the explorer's colourings back from its files
+    from_disk = explorer_columns_from_folder(emb, out / "labels")
+    assert set(from_disk["scores"]) == set(cols["scores"])
+    for name, values in cols["scores"].items():
+        np.testing.assert_allclose(from_disk["scores"][name], values, rtol=1e-6, equal_nan=True, err_msg=name)
+    assert (from_disk["predicted"] == cols["predicted"]).all()
+    with_page = run_pipeline(FEW_LABELS, model=str(tiny_model), out=out, protocol="standard", episodes=3, repeats=2,
+                             progress=False, workers=0, label_budget=10)
+    assert with_page.stages["labels"].reused and not with_page.stages["explorer"].reused
+    page = (out / "explorer.html").read_text()
+    for name in ("suggestion rank", "novelty", "confidence"):
+        assert name in page, name

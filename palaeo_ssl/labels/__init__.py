@@ -17,7 +17,8 @@ calibration (:func:`fit_abstention`); :func:`compute_labels` is the labelling st
 from .calibration import (METHODS, Abstention, Calibrator, choose_threshold, cross_validated_proba,
                           expected_calibration_error, fit_abstention, risk_coverage)
 from .novelty import NoveltyResult, compute_novelty, novelty_scores, write_novelty
-from .run import LabelsConfig, LabelsResult, compute_labels, explorer_columns, has_unlabelled, write_labels
+from .run import (LabelsConfig, LabelsResult, compute_labels, explorer_columns, explorer_columns_from_folder,
+                  has_unlabelled, write_labels)
 from .strategies import STRATEGIES, Selection, select
 from .suggest import Suggestions, run_suggest, suggest, write_suggestions
 from .template import TEMPLATE_FILE, TemplateMerge, merge_template, read_template, template_frame, write_template
@@ -25,7 +26,7 @@ from .template import TEMPLATE_FILE, TemplateMerge, merge_template, read_templat
 __all__ = [
     "METHODS", "STRATEGIES", "TEMPLATE_FILE", "Abstention", "Calibrator", "LabelsConfig", "LabelsResult",
     "NoveltyResult", "Selection", "Suggestions", "TemplateMerge", "choose_threshold", "compute_labels",
-    "compute_novelty", "cross_validated_proba", "expected_calibration_error", "explorer_columns", "fit_abstention",
+    "compute_novelty", "cross_validated_proba", "expected_calibration_error", "explorer_columns", "explorer_columns_from_folder", "fit_abstention",
     "has_unlabelled", "merge_template", "novelty_scores", "read_template", "risk_coverage", "run_suggest", "select",
     "suggest", "template_frame", "write_labels", "write_novelty", "write_suggestions", "write_template",
 ]

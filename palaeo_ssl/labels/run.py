@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..embeddings import Embeddings
 from ..errors import UserError
@@ -125,4 +126,39 @@ def explorer_columns(emb: Embeddings, suggestions: Suggestions | None = None, cl
         scores["confidence"] = conf
         lookup = {c: i for i, c in enumerate(emb.class_names)}
         predicted[rows[ok]] = [lookup.get(c, -1) for c in frame["predicted_class"].to_numpy()[ok]]
+    return {"scores": scores, "predicted": predicted}
+
+
+def explorer_columns_from_folder(emb: Embeddings, folder: str | os.PathLike) -> dict[str, Any] | None:
+    """:func:`explorer_columns` from what :func:`write_labels` wrote into ``folder`` (a run that reuses its
+    labelling stage from disk): ``suggestions.csv``, ``novelty.csv`` and ``predictions.csv``, matched to
+    ``emb`` by path. None when ``folder`` holds no ``suggestions.csv``."""
+    folder = Path(folder)
+    if not (folder / "suggestions.csv").is_file():
+        return None
+    n = len(emb)
+    where = {p: i for i, p in enumerate(emb.paths)}
+
+    def rows_of(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray([where.get(p, -1) for p in frame["path"].astype(str)], dtype=np.int64)
+        return rows, rows >= 0
+
+    scores: dict[str, np.ndarray] = {}
+    predicted = np.full(n, -1, dtype=np.int64)
+    sug = pd.read_csv(folder / "suggestions.csv")
+    rows, ok = rows_of(sug)
+    scores["suggestion rank"] = np.full(n, np.nan)
+    scores["suggestion rank"][rows[ok]] = sug["rank"].to_numpy(dtype=float)[ok]
+    if (folder / "novelty.csv").is_file():
+        nov = pd.read_csv(folder / "novelty.csv")
+        rows, ok = rows_of(nov)
+        scores["novelty"] = np.full(n, np.nan)
+        scores["novelty"][rows[ok]] = nov["novelty"].to_numpy(dtype=float)[ok]
+    if (folder / "predictions.csv").is_file():
+        pred = pd.read_csv(folder / "predictions.csv", keep_default_na=False)
+        rows, ok = rows_of(pred)
+        scores["confidence"] = np.full(n, np.nan)
+        scores["confidence"][rows[ok]] = pd.to_numeric(pred["probability"], errors="coerce").to_numpy(dtype=float)[ok]
+        lookup = {c: i for i, c in enumerate(emb.class_names)}
+        predicted[rows[ok]] = [lookup.get(c, -1) for c in pred["predicted_class"].astype(str).to_numpy()[ok]]
     return {"scores": scores, "predicted": predicted}
