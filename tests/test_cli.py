@@ -176,6 +176,7 @@ def test_run_bad_value_names_the_flag(tmp_path, capsys):
     ("run", "repeats", "0", "--repeats must be"),
     ("run", "episodes", "0", "--episodes must be"),
     ("run", "literature_best", "1.5", "--literature-best must be a number in (0, 1]"),
+    ("run", "label_budget", "0", "--label-budget must be"),
 ])
 def test_values_refused_by_the_library_are_reported_under_their_flag(store, tmp_path, capsys, command, param,
                                                                      value, message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (EXTRACTION, add_data_argument, add_extraction_options, add_option, add_protocol, defaults,
+from .options import (EXTRACTION, EXTRACTION_SPEED, add_data_argument, add_extraction_options, add_option, add_protocol, defaults,
                       library_kwargs)
 
 
@@ -43,7 +43,12 @@ def register(sub) -> None:
                     "CNN figure when --reference is given)")
     p.add_argument("--no-explorer", dest="explorer", action="store_false", help="do not write explorer.html")
     p.add_argument("--force", action="store_true", help="recompute every analysis stage (embeddings stay cached)")
+    add_option(p, library, "label_budget", type=int, metavar="N",
+               help="when DATA has unlabelled images: how many to suggest for labelling next "
+                    "(labels/suggestions.csv, labels/to_label.csv) (default: {default})")
     add_extraction_options(p, library)
+    for param in EXTRACTION_SPEED:
+        add_option(p, library, param)
     p.set_defaults(func=run)
 
 
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_pipeline(args.data, out=args.out, **library_kwargs(
         args, "protocol", "reference", "seed", "episodes", "repeats", "literature_best", "explorer", "force",
-        "progress", "strict", *EXTRACTION))
+        "progress", "strict", "label_budget", *EXTRACTION, *EXTRACTION_SPEED))
     m = res.manifest
     print(f"\nresults in {res.out}")
     print(f"  {m['counts']['images']} images, {m['counts']['labelled']} labelled, {m['counts']['classes']} classes, "
