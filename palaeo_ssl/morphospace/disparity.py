@@ -53,6 +53,8 @@ BOOTSTRAPPED_COLUMNS = ("mean_pairwise_distance", "std_pairwise_distance", "mean
 STD_METHOD = "exact over all pairs (Gram identity, no N x N matrix)"
 RAREFACTION_METRICS = ("mean_pairwise_distance", "effective_rank")
 _CHUNK = 8192
+#: distances held at once by :func:`distance_histogram` (a block of rows x the subsample): 2^18
+HIST_BLOCK_CELLS = 1 << 18
 
 
 # ---------------------------------------------------------------------- helpers
@@ -554,23 +556,46 @@ def distance_histogram(
     unlabelled image count only in ``all``). ``table.attrs`` holds
     ``n_points`` (the subsample size) and ``mean`` (the subsample's mean distance).
     """
-    from scipy.spatial.distance import pdist
-
     x = unit_rows(features)
     n = x.shape[0]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
-    d = pdist(x[idx].astype(np.float64), "cosine")
-    hi = max(float(d.max()) if d.size else 1.0, 1e-6)
+    xs = np.asarray(x[idx], dtype=np.float32)
+    lab = None if labels is None else np.asarray(labels)[idx]
+    m = idx.size
+    step = int(max(1, HIST_BLOCK_CELLS // max(m, 1)))
+
+    def pairs():  # (distances, same class, both labelled) of the pairs i < j, a block of rows at a time
+        for i0 in range(0, m, step):
+            i1 = min(m, i0 + step)
+            d = 1.0 - (xs[i0:i1] @ xs[i0:].T).astype(np.float64)
+            upper = np.arange(i0, m)[None, :] > np.arange(i0, i1)[:, None]
+            dv = np.clip(d[upper], 0.0, None)
+            if lab is None:
+                yield dv, None, None
+            else:
+                li, lj = np.broadcast_arrays(lab[i0:i1, None], lab[None, i0:])
+                li, lj = li[upper], lj[upper]
+                both = (li >= 0) & (lj >= 0)
+                yield dv, both & (li == lj), both
+
+    hi, total, count = 1e-6, 0.0, 0
+    for dv, _, _ in pairs():
+        if dv.size:
+            hi = max(hi, float(dv.max()))
+            total += float(dv.sum())
+            count += dv.size
     edges = np.linspace(0.0, hi, bins + 1)
-    table = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "all": np.histogram(d, edges)[0]})
+    counts = {k: np.zeros(bins, dtype=np.int64) for k in ("all", "within_class", "between_class")}
+    for dv, same, both in pairs():
+        counts["all"] += np.histogram(dv, edges)[0]
+        if same is not None:
+            counts["within_class"] += np.histogram(dv[same], edges)[0]
+            counts["between_class"] += np.histogram(dv[both & ~same], edges)[0]
+    table = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "all": counts["all"]})
     if labels is not None:
-        lab = np.asarray(labels)[idx]
-        ii, jj = np.triu_indices(idx.size, k=1)
-        both = (lab[ii] >= 0) & (lab[jj] >= 0)
-        same = both & (lab[ii] == lab[jj])
-        table["within_class"] = np.histogram(d[same], edges)[0]
-        table["between_class"] = np.histogram(d[both & ~same], edges)[0]
+        table["within_class"] = counts["within_class"]
+        table["between_class"] = counts["between_class"]
     table.attrs["n_points"] = int(idx.size)
-    table.attrs["mean"] = float(d.mean()) if d.size else float("nan")
+    table.attrs["mean"] = total / count if count else float("nan")
     return table

@@ -19,8 +19,9 @@ import numpy as np
 BLOCK = 8192
 
 
-def row_norms(x: np.ndarray, block: int = BLOCK) -> np.ndarray:
+def row_norms(x: np.ndarray, block: int | None = None) -> np.ndarray:
     """(N,) float64 Euclidean norms of the rows of ``x``, block by block."""
+    block = block or BLOCK
     n = x.shape[0]
     out = np.empty(n, dtype=np.float64)
     for start in range(0, n, block):
@@ -39,13 +40,13 @@ class UnitRows:
     ndim = 2
     dtype = np.dtype(np.float32)
 
-    def __init__(self, raw: np.ndarray, norms: np.ndarray | None = None, block: int = BLOCK):
+    def __init__(self, raw: np.ndarray, norms: np.ndarray | None = None, block: int | None = None):
         if isinstance(raw, UnitRows):
             raw, norms = raw.raw, raw.norms
         if raw.ndim != 2:
             raise ValueError(f"features must be 2-D (N x D), got shape {raw.shape}")
         self.raw = raw
-        self.block = int(block)
+        self.block = int(block or BLOCK)
         self.norms = row_norms(raw, self.block) if norms is None else np.asarray(norms, dtype=np.float64)
         if raw.shape[0] and float(self.norms.min()) == 0.0:
             bad = int(np.flatnonzero(self.norms == 0)[0])
@@ -122,8 +123,9 @@ class UnitRows:
         return out
 
 
-def iter_blocks(x, block: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+def iter_blocks(x, block: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, rows)`` blocks of an array or a :class:`UnitRows` (rows of an array are views)."""
+    block = block or BLOCK
     if isinstance(x, UnitRows):
         yield from x.blocks(block)
         return
@@ -139,7 +141,7 @@ def similarities(x, queries: np.ndarray) -> np.ndarray:
 
 
 def weighted_gram(x, w: np.ndarray | None = None, center: np.ndarray | None = None,
-                  block: int = BLOCK) -> tuple[np.ndarray, float]:
+                  block: int | None = None) -> tuple[np.ndarray, float]:
     """``Σ_i w_i (x_i - c)(x_i - c)ᵀ`` (D, D) float64 and ``Σ_i w_i |x_i - c|⁴``, block by block.
 
     ``x`` an array or :class:`UnitRows`, ``w`` (N,) weights (default 1), ``center``
