@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -116,10 +117,16 @@ def measure(stage: str, store: Path, results: Path, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--child", stage, "--store", str(store), "--results", str(results)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t = time.perf_counter()
+    # a session of its own, so that a stage stopped at the timeout takes its worker processes with it
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"status": f"stopped after {timeout:.0f} s", "seconds": time.perf_counter() - t}
+    proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if proc.returncode != 0:
         return {"status": "failed: " + proc.stderr.strip().splitlines()[-1][-300:] if proc.stderr.strip() else "failed",
                 "seconds": time.perf_counter() - t}
