@@ -31,6 +31,7 @@ from .cache import atomic_write_json, atomic_write_text, key_hash, read_json
 from .embeddings import Embeddings
 from .params import POSITIVE_INT, SEED, Interval, ParameterError, validate_params
 from .protocol import ALL, PAPER, expand
+from .taxonomy import TAXONOMY_PARAM
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,17 @@ FILE_DESCRIPTIONS: dict[str, str] = {
     "calibration.json": "calibration method and state, threshold, and expected calibration error before/after",
 }
 _PREFIX_DESCRIPTIONS = {
-    "pca": "PCA of the L2-normalised features (2-D), coloured by class",
+    "accuracy_by_rank": "top-1 and balanced accuracy at the class rank and each higher rank (genus from the first "
+                        "word of the class names, or the --taxonomy CSV)",
+    "confusion_pairs": "the most-confused pairs of classes (count, share, reverse count), with example images "
+                       "in the figure (written instead of the full matrix above 60 classes)",
+    "confusion_matrix_clustered": "confusion matrix with the classes ordered by a clustering of their centroids "
+                                  "(confusable taxa together)",
+    "confusion_matrix_": "confusion matrix at a higher rank (e.g. genus)",
+    "pca_": "PCA of the L2-normalised features (2-D), coloured by a higher rank (e.g. genus)",
     "umap_clusters_": "2-D UMAP coloured by the clusters of one algorithm",
+    "umap_": "2-D UMAP coloured by a higher rank (e.g. genus)",
+    "pca": "PCA of the L2-normalised features (2-D), coloured by class",
     "umap": "UMAP of the L2-normalised features (2-D, cosine), coloured by class",
     "tsne": "t-SNE of the L2-normalised features (cosine), coloured by class",
     "dist_hist": "histogram of pairwise cosine distances (seeded subsample)",
@@ -206,12 +216,14 @@ class Pipeline:
     morphospace result, the comparison from the probe and morphospace tables.
     """
 
-    @validate_params({"seed": SEED, "episodes": POSITIVE_INT, "repeats": [POSITIVE_INT, None], "label_budget": POSITIVE_INT,
-                      "literature_best": [Interval(float, 0, 1, closed="right"), None]})
+    @validate_params({"seed": SEED, "episodes": POSITIVE_INT, "repeats": [POSITIVE_INT, None],
+                      "label_budget": POSITIVE_INT, "literature_best": [Interval(float, 0, 1, closed="right"), None],
+                      "taxonomy": TAXONOMY_PARAM})
     def __init__(self, data: str | Path, model: str = DEFAULT_MODEL, out: str | Path = "results/run", *,
                  protocol: str = ALL, reference: str | None = None, seed: int = 0, episodes: int = 50,
                  repeats: int | None = None, literature_best: float | None = None, force: bool = False,
-                 progress: bool = True, label_budget: int = 24, **extract_options: Any):
+                 progress: bool = True, label_budget: int = 24, taxonomy: str | Path | None = None,
+                 **extract_options: Any):
         from .reference import DATASETS
 
         self.t_start = time.perf_counter()
@@ -229,6 +241,7 @@ class Pipeline:
         self.seed = int(seed)
         self.episodes = int(episodes)
         self.repeats = repeats
+        self.taxonomy = None if taxonomy is None else str(taxonomy)
         self.progress = progress
         self.extract_options = extract_options
         self.out = Path(out).expanduser()
@@ -314,7 +327,7 @@ class Pipeline:
     def _morphospace_config(self, protocol: str):
         from .morphospace import MorphospaceConfig
 
-        return MorphospaceConfig(protocol=protocol, seed=self.seed)
+        return MorphospaceConfig(protocol=protocol, seed=self.seed, taxonomy=self.taxonomy)
 
     # 2. probes: cross-validation, learning curve, few-shot
     def probes(self) -> dict[str, dict[str, pd.DataFrame | None]]:
@@ -327,7 +340,7 @@ class Pipeline:
             return {}
         for proto in self.protocols:
             config = ProbeConfig(protocol=proto, seed=self.seed, episodes=self.episodes, n_repeats=self.repeats,
-                                 literature_best=self.literature_best)
+                                 literature_best=self.literature_best, taxonomy=self.taxonomy)
             self.probe_tables[proto] = self._analysis(
                 "probes", config, lambda e, c, _: compute_probe_report(e, c, progress=self.progress),
                 write_probe_report, PROBE_TABLES, self.probe_results)

@@ -256,7 +256,7 @@ def _first_axes(features, *, n_components=2, seed=0, **_):
     """Stands in for UMAP in the fast tier: the first principal axes of the L2-normalised rows."""
     from palaeo_ssl.morphospace.projections import unit_rows
 
-    x = unit_rows(features)
+    x = np.asarray(unit_rows(features))  # the rows as one array (small here)
     u, s, _vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
     return (u[:, :n_components] * s[:n_components]).astype(np.float32)
 

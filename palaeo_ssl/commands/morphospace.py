@@ -39,6 +39,7 @@ def register(sub) -> None:
                     "standard: those plus HDBSCAN with a size rule that scales, Ward, and stability over 5 "
                     "seeds (default: {default})")
     add_option(p, library, "seed")
+    add_option(p, library, "taxonomy")
     add_option(p, library, "k_neighbours", type=int, metavar="K",
                help="nearest neighbours for the outlier and suspect-label scores (default: {default})")
     add_option(p, library, "n_boot", type=int, metavar="N",
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from ..morphospace import run_morphospace
 
     options = library_kwargs(args, "protocol", "seed", "k_neighbours", "n_boot", "n_boot_std", "rarefaction_max",
-                             "n_permutations", "threads", "figures", "progress")
+                             "n_permutations", "threads", "figures", "progress", "taxonomy")
     res = run_morphospace(args.embeddings, args.out, compare=_compare(args),
                           tsne_max_points=args.tsne_max_points or None,  # --tsne-max 0: all images
                           **options)

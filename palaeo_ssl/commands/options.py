@@ -101,6 +101,9 @@ SHARED: dict[str, Option] = {
                         {"type": int, "metavar": "N"}),
     "literature_best": Option("best published top-1 accuracy (fraction, e.g. 0.874), drawn as a line on the figures",
                               {"type": float, "metavar": "X"}),
+    "taxonomy": Option("CSV of higher ranks, columns class,genus[,family,...] (default: the genus is the first word "
+                       "of each class name, e.g. Albaillella_sp1 -> Albaillella, case-insensitive)",
+                       {"metavar": "CSV"}),
 }
 SHARED["repeats"] = SHARED["n_repeats"]  # Pipeline's name for it
 

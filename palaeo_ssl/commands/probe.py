@@ -43,6 +43,7 @@ def register(sub) -> None:
                help="seed of every random step; with --protocol paper, 0 reproduces the reference's seeds "
                     "(42 + repeat) (default: {default})")
     add_option(p, library, "literature_best")
+    add_option(p, library, "taxonomy")
     add_option(p, library, "fractions", type=_floats, metavar="LIST",
                help="data fractions of the learning curve (default: {default})")
     add_option(p, library, "n_repeats")
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_probe_report(args.embeddings, args.out, **library_kwargs(
         args, "protocol", "probes", "seed", "literature_best", "few_shot", "fractions", "n_repeats", "n_splits",
-        "shots", "episodes", "n_query", "n_jobs", "progress"))
+        "shots", "episodes", "n_query", "n_jobs", "progress", "taxonomy"))
     _summary(res, args)
     return 0
 

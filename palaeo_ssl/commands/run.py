@@ -41,6 +41,7 @@ def register(sub) -> None:
     add_option(p, library, "literature_best",
                help="best published top-1 accuracy (fraction) drawn on the figures (default: the paper's "
                     "CNN figure when --reference is given)")
+    add_option(p, library, "taxonomy")
     p.add_argument("--no-explorer", dest="explorer", action="store_false", help="do not write explorer.html")
     p.add_argument("--force", action="store_true", help="recompute every analysis stage (embeddings stay cached)")
     add_option(p, library, "label_budget", type=int, metavar="N",
@@ -56,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline
 
     res = run_pipeline(args.data, out=args.out, **library_kwargs(
-        args, "protocol", "reference", "seed", "episodes", "repeats", "literature_best", "explorer", "force",
-        "progress", "strict", "label_budget", *EXTRACTION, *EXTRACTION_SPEED))
+        args, "protocol", "reference", "seed", "episodes", "repeats", "literature_best", "taxonomy", "explorer",
+        "force", "progress", "strict", "label_budget", *EXTRACTION, *EXTRACTION_SPEED))
     m = res.manifest
     print(f"\nresults in {res.out}")
     print(f"  {m['counts']['images']} images, {m['counts']['labelled']} labelled, {m['counts']['classes']} classes, "

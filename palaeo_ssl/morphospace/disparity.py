@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..compute import one_blas_thread
+from .rows import UnitRows, row_norms, weighted_gram
 
 #: quantities of :func:`disparity_summary`, in the order of the reference's ``morphology_report.csv``
 DISPARITY_COLUMNS = (
@@ -52,26 +53,39 @@ BOOTSTRAPPED_COLUMNS = ("mean_pairwise_distance", "std_pairwise_distance", "mean
 STD_METHOD = "exact over all pairs (Gram identity, no N x N matrix)"
 RAREFACTION_METRICS = ("mean_pairwise_distance", "effective_rank")
 _CHUNK = 8192
+#: distances held at once by :func:`distance_histogram` (a block of rows x the subsample): 2^18
+HIST_BLOCK_CELLS = 1 << 18
 
 
 # ---------------------------------------------------------------------- helpers
-def unit_rows(features: np.ndarray) -> np.ndarray:
-    """L2-normalised float32 rows of ``features`` (N, D); raises ValueError on a zero row.
+def unit_rows(features: np.ndarray) -> np.ndarray | UnitRows:
+    """The L2-normalised rows of ``features`` (N, D), without a normalised copy; ValueError on a zero row.
 
-    Rows that are already float32 and of unit length are returned as they are
-    (no copy), so the analyses can pass one normalised array around.
+    Rows that are already float32 and of unit length are returned as they are;
+    anything else (e.g. a store's memory-mapped features) comes back as a
+    :class:`~palaeo_ssl.morphospace.rows.UnitRows`, which normalises rows block by
+    block when they are read, so the analyses never hold a second (N, D) array.
     """
-    x = np.asarray(features)
+    if isinstance(features, UnitRows):
+        return features
+    x = features if isinstance(features, np.ndarray) else np.asarray(features)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N x D), got shape {x.shape}")
-    x32 = x if x.dtype == np.float32 else x.astype(np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x32, x32, dtype=np.float64))
-    if x.shape[0] and float(norms.min()) == 0.0:
-        bad = int(np.flatnonzero(norms == 0)[0])
-        raise ValueError(f"row {bad} of the features is all zeros: its cosine distance is undefined")
-    if x32 is x and x.flags.c_contiguous and x.flags.writeable and (x.shape[0] == 0 or np.abs(norms - 1.0).max() < 1e-6):
-        return x
-    return x32 / norms[:, None].astype(np.float32)
+    if x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable and not isinstance(x, np.memmap):
+        norms = row_norms(x)
+        if x.shape[0] and float(norms.min()) == 0.0:
+            return UnitRows(x, norms)  # raises, naming the row
+        if x.shape[0] == 0 or np.abs(norms - 1.0).max() < 1e-6:
+            return x
+        return UnitRows(x, norms)
+    return UnitRows(x)
+
+
+def _wsum(x, w: np.ndarray) -> np.ndarray:
+    """``Σ_i w_i x_i`` (D,) float64 for an array or :class:`UnitRows`."""
+    if isinstance(x, UnitRows):
+        return x.__rmatmul__(w)
+    return (np.asarray(w, dtype=np.float32) @ x).astype(np.float64)
 
 
 def _counts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,11 +103,10 @@ def _linear_stats(x: np.ndarray, w: np.ndarray | None = None) -> dict[str, float
         n = float(x.shape[0])
         s = x.sum(axis=0, dtype=np.float64)
         sum_w2 = n
-    else:
-        keep = w > 0
-        x, w = x[keep], w[keep].astype(np.float64)
+    else:  # rows of weight 0 add nothing: no subset of x is copied
+        w = np.asarray(w, dtype=np.float64)
         n = float(w.sum())
-        s = (w.astype(np.float32) @ x).astype(np.float64)
+        s = _wsum(x, w)
         sum_w2 = float((w * w).sum())
     if n < 2 or n * n - sum_w2 <= 0:
         return {c: float("nan") for c in LINEAR_COLUMNS}
@@ -164,18 +177,18 @@ def _pairwise_std(x: np.ndarray, w: np.ndarray | None = None) -> float:
 
     With weights, pairs of two copies of one image are left out (see :func:`_linear_stats`).
     """
-    if w is None:
-        w = np.ones(x.shape[0])
-    else:
-        keep = w > 0
-        x, w = x[keep], w[keep].astype(np.float64)
+    w = np.ones(x.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
     n = float(w.sum())
     sum_w2 = float((w * w).sum())
     n_pairs = n * n - sum_w2
     if n < 2 or n_pairs <= 0:
         return float("nan")
-    s = (w.astype(np.float32) @ x).astype(np.float64)
-    g = _gram(x * np.sqrt(w).astype(np.float32)[:, None])  # ‖Xᵀ W X‖_F = ‖W½ X Xᵀ W½‖_F
+    s = _wsum(x, w)
+    keep = np.flatnonzero(w > 0)
+    if keep.size <= x.shape[1]:  # few rows: the small n x n Gram matrix of the rows drawn
+        g = _gram(x[keep] * np.sqrt(w[keep]).astype(np.float32)[:, None])  # ‖Xᵀ W X‖_F = ‖W½ X Xᵀ W½‖_F
+    else:  # Xᵀ W X (D x D), block by block
+        g = weighted_gram(x, w)[0]
     # Σ_{i≠j} w_i w_j s_ij = |s|² - Σ w²;  Σ_{i≠j} w_i w_j s_ij² = ‖Xᵀ W X‖²_F - Σ w²  (|x| = 1)
     s1 = (float(s @ s) - sum_w2) / n_pairs
     s2 = (float((g * g).sum()) - sum_w2) / n_pairs
@@ -187,9 +200,14 @@ def _effective_rank(x: np.ndarray) -> float:
     n, p = x.shape
     if n < 2:
         return float("nan")
-    xc = (x - x.mean(axis=0, dtype=np.float64).astype(np.float32))
-    fourth = float((np.einsum("ij,ij->i", xc, xc, dtype=np.float64) ** 2).sum())
-    eigs = np.linalg.eigvalsh(_gram(xc)) / n
+    mean = (x.sum(axis=0, dtype=np.float64) / n).astype(np.float32)
+    if n <= p:  # few rows: centre them (a copy of at most D rows)
+        xc = x[:] - mean
+        fourth = float((np.einsum("ij,ij->i", xc, xc, dtype=np.float64) ** 2).sum())
+        eigs = np.linalg.eigvalsh(_gram(xc)) / n
+    else:  # the centred D x D Gram matrix and fourth moments, block by block
+        g, fourth = weighted_gram(x, None, center=mean)
+        eigs = np.linalg.eigvalsh(g) / n
     return _lw_effective_rank(eigs, float(n), p, fourth)
 
 
@@ -538,23 +556,46 @@ def distance_histogram(
     unlabelled image count only in ``all``). ``table.attrs`` holds
     ``n_points`` (the subsample size) and ``mean`` (the subsample's mean distance).
     """
-    from scipy.spatial.distance import pdist
-
     x = unit_rows(features)
     n = x.shape[0]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
-    d = pdist(x[idx].astype(np.float64), "cosine")
-    hi = max(float(d.max()) if d.size else 1.0, 1e-6)
+    xs = np.asarray(x[idx], dtype=np.float32)
+    lab = None if labels is None else np.asarray(labels)[idx]
+    m = idx.size
+    step = int(max(1, HIST_BLOCK_CELLS // max(m, 1)))
+
+    def pairs():  # (distances, same class, both labelled) of the pairs i < j, a block of rows at a time
+        for i0 in range(0, m, step):
+            i1 = min(m, i0 + step)
+            d = 1.0 - (xs[i0:i1] @ xs[i0:].T).astype(np.float64)
+            upper = np.arange(i0, m)[None, :] > np.arange(i0, i1)[:, None]
+            dv = np.clip(d[upper], 0.0, None)
+            if lab is None:
+                yield dv, None, None
+            else:
+                li, lj = np.broadcast_arrays(lab[i0:i1, None], lab[None, i0:])
+                li, lj = li[upper], lj[upper]
+                both = (li >= 0) & (lj >= 0)
+                yield dv, both & (li == lj), both
+
+    hi, total, count = 1e-6, 0.0, 0
+    for dv, _, _ in pairs():
+        if dv.size:
+            hi = max(hi, float(dv.max()))
+            total += float(dv.sum())
+            count += dv.size
     edges = np.linspace(0.0, hi, bins + 1)
-    table = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "all": np.histogram(d, edges)[0]})
+    counts = {k: np.zeros(bins, dtype=np.int64) for k in ("all", "within_class", "between_class")}
+    for dv, same, both in pairs():
+        counts["all"] += np.histogram(dv, edges)[0]
+        if same is not None:
+            counts["within_class"] += np.histogram(dv[same], edges)[0]
+            counts["between_class"] += np.histogram(dv[both & ~same], edges)[0]
+    table = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "all": counts["all"]})
     if labels is not None:
-        lab = np.asarray(labels)[idx]
-        ii, jj = np.triu_indices(idx.size, k=1)
-        both = (lab[ii] >= 0) & (lab[jj] >= 0)
-        same = both & (lab[ii] == lab[jj])
-        table["within_class"] = np.histogram(d[same], edges)[0]
-        table["between_class"] = np.histogram(d[both & ~same], edges)[0]
+        table["within_class"] = counts["within_class"]
+        table["between_class"] = counts["between_class"]
     table.attrs["n_points"] = int(idx.size)
-    table.attrs["mean"] = float(d.mean()) if d.size else float("nan")
+    table.attrs["mean"] = total / count if count else float("nan")
     return table

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..cache import array_digest, atomic_save_npz, key_hash
 from .disparity import unit_rows
+from .rows import UnitRows, similarities, weighted_gram
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ UMAP_CLUSTER = dict(n_components=15, n_neighbors=30, min_dist=0.0, metric="cosin
 TSNE_SETTINGS = dict(n_components=2, perplexity=20.0, metric="cosine")
 PCA_VARIANCE = 0.95
 PCA_MAX_COMPONENTS = 50
+#: below this many images UMAP computes its own distances from the rows (its small-data path)
+UMAP_SMALL_DATA = 4096
+#: images whose NN-descent neighbours are checked against exact search (the recall in the run record)
+KNN_RECALL_SAMPLE = 1000
 #: exact brute-force neighbours up to this many images, NN-descent (pynndescent) above
 EXACT_KNN_MAX = 20000
 #: t-SNE runs on a seeded subsample of this many images on larger sets (sklearn's
@@ -47,8 +52,8 @@ KNN_K = 30
 
 # ---------------------------------------------------------------------- cache
 def features_digest(features: np.ndarray) -> str:
-    """SHA-256 of the shape, dtype and bytes of ``features`` (hex, 16 chars)."""
-    return array_digest(features)
+    """SHA-256 of the shape, dtype and bytes of ``features`` (hex, 16 chars; of the stored rows for :class:`UnitRows`)."""
+    return array_digest(features.raw if isinstance(features, UnitRows) else features)
 
 
 def _versions() -> dict[str, str]:
@@ -131,13 +136,18 @@ def knn_graph(features: np.ndarray, k: int = KNN_K, *, seed: int = 0, exact: boo
     return _knn_nndescent(x, k, seed)
 
 
-def _knn_exact(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+#: similarities held at once by the exact neighbour search (block rows x N): 2^20 floats, 4 MB
+KNN_BLOCK_CELLS = 1 << 20
+
+
+def _knn_exact(x: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[0]
+    block = block or int(np.clip(KNN_BLOCK_CELLS // max(n, 1), 16, 1024))
     idx = np.empty((n, k + 1), dtype=np.int64)
     dist = np.empty((n, k + 1), dtype=np.float32)
     for start in range(0, n, block):
         stop = min(n, start + block)
-        sims = x[start:stop] @ x.T
+        sims = similarities(x, x[start:stop])
         rows = np.arange(stop - start)
         sims[rows, np.arange(start, stop)] = np.inf  # self first
         part = np.argpartition(-sims, k, axis=1)[:, : k + 1]
@@ -153,7 +163,8 @@ def _knn_exact(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np
 def _knn_nndescent(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from pynndescent import NNDescent
 
-    index = NNDescent(x, metric="cosine", n_neighbors=k + 1, random_state=seed, n_jobs=1, low_memory=True, verbose=False)
+    data = x.raw if isinstance(x, UnitRows) else x  # cosine: NN-descent normalises its own working copy
+    index = NNDescent(data, metric="cosine", n_neighbors=k + 1, random_state=seed, n_jobs=1, low_memory=True, verbose=False)
     ind, dist = index.neighbor_graph
     ind = np.asarray(ind, dtype=np.int64)
     dist = np.asarray(dist, dtype=np.float32)
@@ -172,7 +183,7 @@ def _knn_nndescent(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nda
         out_i[i, 1:], out_d[i, 1:] = others, np.maximum(dothers, 0.0)
     if redo:  # exact search for the few incomplete rows
         redo_idx = np.asarray(redo)
-        sims = x[redo_idx] @ x.T
+        sims = similarities(x, x[redo_idx])
         sims[np.arange(redo_idx.size), redo_idx] = np.inf
         order = np.lexsort((np.broadcast_to(np.arange(n), sims.shape), -sims), axis=1)[:, : k + 1]
         out_i[redo_idx] = order
@@ -180,6 +191,31 @@ def _knn_nndescent(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nda
         d[:, 0] = 0.0
         out_d[redo_idx] = np.maximum(d, 0.0)
     return out_i, out_d
+
+
+def knn_recall(features, indices: np.ndarray, sample: int = KNN_RECALL_SAMPLE, seed: int = 0) -> float:
+    """Recall of a neighbour graph against exact search, on a seeded sample of ``sample`` images.
+
+    ``indices`` (N, k + 1) with the image itself in column 0 (:func:`knn_graph`).
+    The recall is the share of each sampled image's k exact nearest other images
+    (cosine) that the graph lists, averaged over the sample; ties at the k-th
+    distance count as found when the graph holds an image at that distance.
+    """
+    x = unit_rows(features)
+    n = x.shape[0]
+    k = indices.shape[1] - 1
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    found = 0
+    for start in range(0, rows.size, 64):
+        r = rows[start:start + 64]
+        q = x[r]
+        sims = similarities(x, q)
+        sims[np.arange(r.size), r] = -np.inf  # not itself
+        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1]
+        got = np.take_along_axis(sims, indices[r, 1:], axis=1)
+        found += int((got >= kth[:, None] - 1e-6).sum())
+    return float(found / (rows.size * k))
 
 
 # ---------------------------------------------------------------------- projections
@@ -194,10 +230,29 @@ def pca_projection(features: np.ndarray, n_components: int = PCA_MAX_COMPONENTS,
     x = unit_rows(features)
     n, d = x.shape
     c = int(min(n_components, n, d))
-    solver = "covariance_eigh" if n >= d else "full"
-    pca = PCA(n_components=c, svd_solver=solver, random_state=seed)
-    scores = pca.fit_transform(x).astype(np.float32)
-    return {"scores": scores, "explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float64)}
+    if n < d:  # few rows: an in-memory copy of at most D rows is small
+        pca = PCA(n_components=c, svd_solver="full", random_state=seed)
+        scores = pca.fit_transform(x[:]).astype(np.float32)
+        return {"scores": scores, "explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float64)}
+    return _pca_blocked(x, c)
+
+
+def _pca_blocked(x, c: int) -> dict[str, np.ndarray]:
+    """PCA from the D x D covariance accumulated block by block (scikit-learn's ``covariance_eigh``
+    solver and sign convention: the largest entry of each component positive), scores block by block."""
+    n = x.shape[0]
+    mean = x.sum(axis=0, dtype=np.float64) / n
+    g, _ = weighted_gram(x, None, center=mean.astype(np.float32))
+    evals, evecs = np.linalg.eigh(g / max(n - 1, 1))
+    order = np.argsort(evals)[::-1]
+    evals = np.clip(evals[order], 0.0, None)
+    comps = evecs[:, order[:c]].T
+    big = np.argmax(np.abs(comps), axis=1)
+    comps *= np.sign(comps[np.arange(c), big])[:, None]
+    scores = (x @ comps.T.astype(np.float32)) - (mean @ comps.T).astype(np.float32)
+    total = float(evals.sum())
+    ratio = evals[:c] / total if total > 0 else np.zeros(c)
+    return {"scores": np.asarray(scores, dtype=np.float32), "explained_variance_ratio": ratio.astype(np.float64)}
 
 
 def n_components_for(explained_variance_ratio: np.ndarray, variance: float = PCA_VARIANCE, cap: int = PCA_MAX_COMPONENTS) -> int:
@@ -216,11 +271,16 @@ def umap_projection(
     seed: int = 0,
     knn: tuple[np.ndarray, np.ndarray] | None = None,
     n_epochs: int | None = None,
+    standin: np.ndarray | None = None,
 ) -> np.ndarray:
     """UMAP (cosine) of the L2-normalised rows; (N, n_components) float32.
 
     ``knn`` is a graph from :func:`knn_graph` (self in column 0); it is computed
     when not given. ``n_neighbors`` is capped at N - 1. Seeded (single-threaded).
+    ``standin`` (N, c), e.g. PCA scores: with a precomputed graph UMAP reads the
+    data only to place disconnected components, and indexes it as a whole several
+    times; above :data:`UMAP_SMALL_DATA` images it is given ``standin`` instead of
+    the features, so that none of those copies is of the features.
     """
     import umap
 
@@ -230,6 +290,10 @@ def umap_projection(
     if knn is None or knn[0].shape[1] < nn:
         knn = knn_graph(x, nn, seed=seed)
     ind, dist = knn[0][:, :nn], knn[1][:, :nn]
+    if standin is not None and n >= UMAP_SMALL_DATA:
+        data = np.ascontiguousarray(standin, dtype=np.float32)
+    else:  # UMAP's small-data path computes its own distances from the rows (fewer than 4,096)
+        data = x[:] if isinstance(x, UnitRows) else x
     reducer = umap.UMAP(
         n_components=n_components, n_neighbors=nn, min_dist=min_dist, metric="cosine",
         random_state=seed, n_epochs=n_epochs, init="spectral" if n > n_components + 1 else "random",
@@ -240,7 +304,7 @@ def umap_projection(
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
         warnings.filterwarnings("ignore", category=FutureWarning)
-        emb = reducer.fit_transform(x)
+        emb = reducer.fit_transform(data)
     return np.asarray(emb, dtype=np.float32)
 
 
@@ -337,17 +401,32 @@ def compute_projections(
 
     if any(w in which for w in ("umap", "umap15")) and n >= 3:
         exact = knn_exact if knn_exact is not None else n <= EXACT_KNN_MAX
-        knn = run("knn", {"k": KNN_K, "exact": exact}, None if exact else seed,
-                  lambda: dict(zip(("indices", "distances"), knn_graph(x, KNN_K, seed=seed, exact=exact))))
+        def _knn():
+            ind, dist = knn_graph(x, KNN_K, seed=seed, exact=exact)
+            out = {"indices": ind, "distances": dist}
+            if not exact:
+                out["recall"] = np.asarray(knn_recall(x, ind, seed=seed))
+            return out
+
+        knn = run("knn", {"k": KNN_K, "exact": exact, "recall_sample": None if exact else KNN_RECALL_SAMPLE},
+                  None if exact else seed, _knn)
         res["knn_indices"], res["knn_distances"] = knn["indices"], knn["distances"]
+        if "recall" in knn:
+            res["knn_recall"] = knn["recall"]
         graph = (knn["indices"], knn["distances"])
+        standin = res["pca_scores"] if "pca_scores" in res else None
         if "umap" in which:
-            res["umap"] = run("umap", UMAP_2D, seed, lambda: {"coords": umap_projection(
-                x, n_components=2, n_neighbors=UMAP_2D["n_neighbors"], min_dist=UMAP_2D["min_dist"], seed=seed, knn=graph)})["coords"]
+            res["umap"] = run("umap", {**UMAP_2D, "standin": "pca" if standin is not None else None}, seed,
+                              lambda: {"coords": umap_projection(
+                                  x, n_components=2, n_neighbors=UMAP_2D["n_neighbors"], min_dist=UMAP_2D["min_dist"],
+                                  seed=seed, knn=graph, standin=standin)})["coords"]
         if "umap15" in which:
             nc = int(min(UMAP_CLUSTER["n_components"], max(2, n - 2)))
-            res["umap15"] = run("umap15", {**UMAP_CLUSTER, "n_components": nc}, seed, lambda: {"coords": umap_projection(
-                x, n_components=nc, n_neighbors=UMAP_CLUSTER["n_neighbors"], min_dist=UMAP_CLUSTER["min_dist"], seed=seed, knn=graph)})["coords"]
+            res["umap15"] = run("umap15", {**UMAP_CLUSTER, "n_components": nc,
+                                           "standin": "pca" if standin is not None else None}, seed,
+                                lambda: {"coords": umap_projection(
+                                    x, n_components=nc, n_neighbors=UMAP_CLUSTER["n_neighbors"],
+                                    min_dist=UMAP_CLUSTER["min_dist"], seed=seed, knn=graph, standin=standin)})["coords"]
     if "tsne" in which and n >= 5:
         t = run("tsne", {**TSNE_SETTINGS, "max_points": tsne_max_points}, seed,
                 lambda: tsne_projection(x, perplexity=TSNE_SETTINGS["perplexity"], seed=seed, max_points=tsne_max_points))

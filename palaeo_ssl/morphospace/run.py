@@ -26,6 +26,7 @@ from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
 from ..params import POSITIVE_INT, SEED, ParameterError, check, check_all
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
+from ..taxonomy import TAXONOMY_PARAM, load_taxonomy, rank_labels
 from . import clustering as cl
 from . import disparity as dp
 from . import outliers as ol
@@ -119,6 +120,7 @@ MORPHOSPACE_PARAMS = {
     "rarefaction_max": POSITIVE_INT,
     "rarefaction_repeats": POSITIVE_INT,
     "n_permutations": POSITIVE_INT,
+    "taxonomy": TAXONOMY_PARAM,
 }
 
 
@@ -137,6 +139,8 @@ class MorphospaceConfig:
     compare : optional permutation test between two groups:
         ``{"classes": (list_a, list_b)}`` or ``{"table": csv, "column": name, "values": (a, b) | None}``
     n_permutations : permutations of that test
+    taxonomy : CSV of higher ranks (``class,genus,...``) for the projections coloured by rank;
+        None: the genus from the first word of the class names
     """
 
     protocol: str = DEFAULT_PROTOCOL
@@ -149,9 +153,12 @@ class MorphospaceConfig:
     rarefaction_repeats: int = 20
     compare: Mapping[str, Any] | None = None
     n_permutations: int = 999
+    taxonomy: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "protocol", get_protocol(self.protocol).name)
+        if self.taxonomy is not None:
+            object.__setattr__(self, "taxonomy", str(self.taxonomy))
         check_all({k: getattr(self, k) for k in MORPHOSPACE_PARAMS}, MORPHOSPACE_PARAMS)
 
 
@@ -204,6 +211,8 @@ def compute_morphospace(embeddings: Embeddings | str | Path, config: Morphospace
     labels = emb.labels if emb.has_labels else None
     if config.compare:
         comparison_groups(emb, config.compare)  # a misspelt group fails now, not after the projections
+    if config.taxonomy is not None and emb.has_labels:
+        load_taxonomy(emb.class_names, config.taxonomy)  # a bad taxonomy file fails now, not at the figures
     timings: dict[str, float] = {}
     rss: dict[str, float] = {}
     bar = _progress(4, progress)
@@ -306,6 +315,10 @@ def _run_info(emb: Embeddings, x: np.ndarray, name: str, c: MorphospaceConfig, p
             "umap_2d": pj.UMAP_2D, "umap_clustering": pj.UMAP_CLUSTER, "tsne": pj.TSNE_SETTINGS,
             "tsne_max_points": c.tsne_max_points, "tsne_points": int(proj.get("tsne_index", np.arange(0)).size),
             "knn": "exact" if n <= pj.EXACT_KNN_MAX else "NN-descent (pynndescent)",
+            "knn_recall": (None if "knn_recall" not in proj else
+                           {"recall_at_30": round(float(proj["knn_recall"]), 4),
+                            "sample": int(min(n, pj.KNN_RECALL_SAMPLE)),
+                            "against": "exact cosine search on a seeded sample of the images"}),
             "k_neighbours": c.k_neighbours, "n_boot": c.n_boot, "n_boot_std": c.n_boot_std,
             "rarefaction_max": c.rarefaction_max, "rarefaction_repeats": c.rarefaction_repeats,
             "silhouette_points": int(min(n, cl.SILHOUETTE_MAX_POINTS)), "metric_space": cl.METRIC_SPACE,
@@ -342,7 +355,8 @@ def write_morphospace(result: MorphospaceResult, out: str | Path, *, figures: bo
         bar = _progress(1, progress)
         bar.set_description("morphospace figures")
         files += _write_figures(out, r.embeddings, r.projections, r.clustering, t["distance_histogram"],
-                                t["rarefaction"], t["outliers"], t["suspect_labels"], r.name)
+                                t["rarefaction"], t["outliers"], t["suspect_labels"], r.name,
+                                taxonomy=r.config.taxonomy)
         bar.update()
         bar.close()
         r.timings["figures"] = time.perf_counter() - t0
@@ -385,6 +399,7 @@ def run_morphospace(
     threads: int | None = 1,
     figures: bool = True,
     progress: bool = False,
+    taxonomy: str | Path | None = None,
 ) -> MorphospaceResult:
     """Projections, clustering, disparity, outliers and suspect labels of ``embeddings`` into ``out``.
 
@@ -397,7 +412,7 @@ def run_morphospace(
     config = MorphospaceConfig(protocol=protocol, seed=seed, k_neighbours=k_neighbours,
                                n_boot=n_boot, n_boot_std=n_boot_std, tsne_max_points=tsne_max_points,
                                rarefaction_max=rarefaction_max, rarefaction_repeats=rarefaction_repeats,
-                               compare=compare, n_permutations=n_permutations)
+                               compare=compare, n_permutations=n_permutations, taxonomy=taxonomy)
     result = compute_morphospace(embeddings, config, cache=out, threads=threads, progress=progress)
     write_morphospace(result, out, figures=figures, progress=progress)  # adds "writing", "figures" and "total" to the timings
     return result
@@ -454,19 +469,30 @@ def _write_morphology_tex(morph: pd.DataFrame, path: Path, name: str) -> Path:
 
 
 def _write_figures(out: Path, emb: Embeddings, proj: dict, clus: cl.ClusteringResult, hist: pd.DataFrame,
-                   rare: pd.DataFrame, outl: pd.DataFrame, sus: pd.DataFrame, name: str) -> list[Path]:
+                   rare: pd.DataFrame, outl: pd.DataFrame, sus: pd.DataFrame, name: str,
+                   taxonomy: str | None = None) -> list[Path]:
     from ..plots import morphospace as pm
 
     files: list[Path] = []
     groups = emb.labels
     names = emb.class_names
     evr = proj["pca_explained_variance_ratio"]
-    files += pm.plot_projection(proj["pca"], groups, names, out / "pca", title=f"{name}: PCA",
-                                axis_labels=(f"PC1 ({evr[0]:.1%} of variance)", f"PC2 ({evr[1]:.1%})" if len(evr) > 1 else "PC2"),
+    pca_axes = (f"PC1 ({evr[0]:.1%} of variance)", f"PC2 ({evr[1]:.1%})" if len(evr) > 1 else "PC2")
+    files += pm.plot_projection(proj["pca"], groups, names, out / "pca", title=f"{name}: PCA", axis_labels=pca_axes,
                                 note=f"first two components explain {evr[:2].sum():.1%} of the variance")
     if "umap" in proj:
         files += pm.plot_projection(proj["umap"], groups, names, out / "umap", title=f"{name}: UMAP",
                                     axis_labels=("UMAP 1", "UMAP 2"), note="cosine, 30 neighbours, min_dist 0.1")
+    if emb.has_labels:  # the same projections coloured by each higher rank that groups classes (genus by default)
+        tax = load_taxonomy(names, taxonomy)
+        for rank in [r for r in tax.rank_names if tax.is_informative(r)]:
+            lab, groups_r = rank_labels(groups, tax, rank)
+            note = f"coloured by {rank} ({len(groups_r)} groups; from {tax.source})"
+            files += pm.plot_projection(proj["pca"], lab, groups_r, out / f"pca_{rank}", title=f"{name}: PCA",
+                                        axis_labels=pca_axes, legend_title=rank, note=note)
+            if "umap" in proj:
+                files += pm.plot_projection(proj["umap"], lab, groups_r, out / f"umap_{rank}", title=f"{name}: UMAP",
+                                            axis_labels=("UMAP 1", "UMAP 2"), legend_title=rank, note=note)
     if "tsne" in proj:
         m = int(proj["tsne_index"].size)
         note = f"cosine, perplexity {float(proj['tsne_perplexity']):g}"
@@ -537,7 +563,7 @@ def explorer_inputs_from_folder(embeddings: Embeddings | str | Path, morph_dir: 
     emb = load_embeddings(embeddings)
     morph_dir = Path(morph_dir)
     x = dp.unit_rows(np.asarray(emb.features))
-    proj = pj.compute_projections(x, morph_dir, seed, which=("umap",), identity=emb.identity())
+    proj = pj.compute_projections(x, morph_dir, seed, which=("pca", "umap"), identity=emb.identity())
     n = len(emb)
     clusters: dict[str, np.ndarray] = {}
     lab_path = morph_dir / "cluster_labels.csv"

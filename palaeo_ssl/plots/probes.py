@@ -95,12 +95,15 @@ def few_shot_accuracy(table: pd.DataFrame, *, baseline: float | None = None, lit
 
 
 def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], *, title: str | None = None,
-                     max_annotated: int = 30, max_label_chars: int = 28) -> plt.Figure:
+                     max_annotated: int = 30, max_label_chars: int = 28, max_labels: int = 90,
+                     xlabel: str = "Predicted class", ylabel: str = "True class") -> plt.Figure:
     """Row-normalised confusion matrix (% of each true class), readable up to ~60 classes.
 
     The figure grows with the number of classes and the tick labels shrink
     (names longer than ``max_label_chars`` are shortened); cells are annotated
     with their percentage only up to ``max_annotated`` classes, where the text fits.
+    Above ``max_labels`` classes only every k-th class is named (k the smallest
+    step that keeps at most ``max_labels`` names), so the names never overlap.
     """
     counts = np.asarray(counts, dtype=float)
     n = counts.shape[0]
@@ -112,13 +115,15 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], *, title: s
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="% of true class")
     names = [s if len(s) <= max_label_chars else s[: max_label_chars - 1] + "…" for s in map(str, class_names)]
-    fontsize = float(np.clip(0.55 * cell_pt, 5.0, 10.0))
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(names, rotation=90, fontsize=fontsize)
-    ax.set_yticklabels(names, fontsize=fontsize)
-    ax.set_xlabel("Predicted class")
-    ax.set_ylabel("True class")
+    step = max(1, int(np.ceil(n / max_labels)))
+    fontsize = float(np.clip(0.55 * cell_pt * step, 5.0, 10.0))
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xticklabels([names[i] for i in ticks], rotation=90, fontsize=fontsize)
+    ax.set_yticklabels([names[i] for i in ticks], fontsize=fontsize)
+    ax.set_xlabel(xlabel if step == 1 else f"{xlabel} (every {step}th named)")
+    ax.set_ylabel(ylabel)
     if n <= max_annotated:
         ann = float(np.clip(0.35 * cell_pt, 5.0, 11.0))
         for i in range(n):
@@ -128,6 +133,54 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], *, title: s
                             color="white" if pct[i, j] > 55 else "black")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def confused_pairs(pairs: pd.DataFrame, examples: dict[str, str] | None = None, *, n: int = 12,
+                   title: str | None = None, thumb_px: int = 96) -> plt.Figure:
+    """The ``n`` most-confused pairs of a :func:`~palaeo_ssl.probes.confusions.most_confused_pairs` table.
+
+    One row per pair, largest first: a bar of the count (test images of the true
+    class predicted as the other) labelled ``true -> predicted``, with the count and
+    the share of the true class; with ``examples`` (class name -> image file), an
+    example image of each of the two classes on the left of its bar.
+    """
+    from ..images import load_image
+
+    top = pairs.head(n)
+    k = len(top)
+    examples = examples or {}
+    thumbs = any(c in examples for c in [*top["true_class"], *top["predicted_class"]])
+    height = max(2.0, 0.75 * k + 1.2) if thumbs else max(2.0, 0.38 * k + 1.2)
+    fig = plt.figure(figsize=(9.5 if thumbs else 8.0, height), layout="constrained")
+    gs = fig.add_gridspec(max(k, 1), 3 if thumbs else 1, width_ratios=[1, 1, 8] if thumbs else [1])
+    ax = fig.add_subplot(gs[:, -1])
+    y = np.arange(k)
+    counts = top["count"].to_numpy(dtype=float)
+    ax.barh(y, counts, color="#2b6ca3")
+    for yi, (c, s) in enumerate(zip(counts, top["share_of_true"].to_numpy(dtype=float))):
+        ax.text(c, yi, f" {int(c)} ({100 * s:.0f}%)", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{t} \u2192 {p}" for t, p in zip(top["true_class"], top["predicted_class"])], fontsize=8)
+    ax.set_ylim(k - 0.5, -0.5)  # largest on top; one bar per grid row, beside its thumbnails
+    ax.set_xlabel("Test images of the true class predicted as the other (count)")
+    ax.set_xlim(0, max(1.0, counts.max(initial=0)) * 1.25)
+    if thumbs:
+        for row, (t, p) in enumerate(zip(top["true_class"], top["predicted_class"])):
+            for col, name in enumerate((t, p)):
+                tax = fig.add_subplot(gs[row, col])
+                tax.set_axis_off()
+                if name in examples:
+                    try:
+                        img = load_image(examples[name])
+                        img.thumbnail((thumb_px, thumb_px))
+                        tax.imshow(np.asarray(img))
+                    except Exception:  # noqa: BLE001  (a thumbnail that cannot be read is left blank)
+                        pass
+                if row == 0:
+                    tax.set_title("true" if col == 0 else "predicted", fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -11,6 +11,15 @@ Files (``palaeo-ssl probe`` writes all of them):
     the same for few-shot episodes.
 ``per_class_metrics.csv`` / ``.tex``, ``confusion_matrix.csv``
     from the test folds of one full repeat at the largest fraction.
+``accuracy_by_rank.csv`` / ``.tex``
+    top-1 and balanced accuracy of each classifier at the class rank and each higher rank
+    (genus from the first word of the class names, or the ranks of a taxonomy CSV), from
+    the same test folds, when a higher rank groups classes.
+``confusion_pairs.csv`` / ``.tex`` / ``.png`` / ``.pdf``, ``confusion_matrix_clustered`` (``.csv``, ``.png``,
+``.pdf``), ``confusion_matrix_<rank>`` (``.csv``, ``.png``, ``.pdf``)
+    above :data:`~palaeo_ssl.probes.confusions.FULL_MATRIX_MAX_CLASSES` classes, instead of the
+    ``confusion_matrix`` figure: the most-confused pairs, the matrix ordered by a clustering of
+    the class centroids, and the matrix at each higher rank.
 ``classification_paired_comparison.csv``, ``few_shot_paired_comparison.csv``
     (standard protocol) differences between classifiers on identical splits.
 ``skipped_splits.csv``
@@ -34,7 +43,9 @@ from .. import report
 from ..embeddings import atomic_write_text
 from ..params import N_JOBS, Interval, check, check_all
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
+from ..taxonomy import TAXONOMY_PARAM, Taxonomy, load_taxonomy
 from .classifiers import DISPLAY_NAMES, MAX_ITER, parse_probes
+from .confusions import FULL_MATRIX_MAX_CLASSES, N_PAIRS_FIGURE, ConfusionViews, confusion_views, rank_accuracy
 from .fewshot import FEW_SHOT_PARAMS, N_QUERY, FewShotResult, run_few_shot
 from .protocols import CV_PARAMS, CVResult, confusion_table, run_cross_validation
 from .splits import FRACTIONS, SHOTS
@@ -149,8 +160,14 @@ def _write_tex(path: Path, tex: str) -> Path:
     return path
 
 
-def write_cv_outputs(result: CVResult, out: str | Path, literature_best: float | None = None) -> list[Path]:
-    """Write the cross-validation tables and figures of ``result`` into ``out``; returns the paths."""
+def write_cv_outputs(result: CVResult, out: str | Path, literature_best: float | None = None,
+                     views: ConfusionViews | None = None, by_rank: pd.DataFrame | None = None) -> list[Path]:
+    """Write the cross-validation tables and figures of ``result`` into ``out``; returns the paths.
+
+    With ``views`` of more than :data:`FULL_MATRIX_MAX_CLASSES` classes, the confusion figure is
+    replaced by the most-confused pairs, the centroid-ordered matrix and the higher-rank matrices;
+    ``by_rank`` (accuracy at each rank) is written when given.
+    """
     from ..plots import save_figure
     from ..plots import probes as probe_plots
 
@@ -166,10 +183,82 @@ def write_cv_outputs(result: CVResult, out: str | Path, literature_best: float |
         written.append(report.write_csv(result.paired, out / "classification_paired_comparison.csv"))
     fig = probe_plots.accuracy_with_data(result.table, baseline=result.baseline, literature=literature_best)
     written += save_figure(fig, out / "accuracy_with_data")
-    if result.confusion:
-        name = DISPLAY_NAMES["logreg"] if DISPLAY_NAMES["logreg"] in result.confusion else next(iter(result.confusion))
+    if by_rank is not None and len(by_rank):
+        written.append(report.write_csv(by_rank, out / "accuracy_by_rank.csv"))
+        written.append(_write_tex(out / "accuracy_by_rank.tex", rank_tex(by_rank)))
+    if views is not None and not views.full_matrix_readable:
+        written += write_confusion_views(views, out)
+    elif result.confusion:
+        name = _confusion_classifier(result.confusion)
         fig = probe_plots.confusion_matrix(result.confusion[name], result.class_names, title=name)
         written += save_figure(fig, out / "confusion_matrix")
+    return written
+
+
+def _confusion_classifier(confusion: dict) -> str:
+    """Whose confusions are drawn: the logistic regression when it ran, else the first classifier."""
+    return DISPLAY_NAMES["logreg"] if DISPLAY_NAMES["logreg"] in confusion else next(iter(confusion))
+
+
+def _rank_note(taxonomy: Taxonomy) -> str:
+    return f"higher ranks from {taxonomy.source}"
+
+
+def rank_tex(by_rank: pd.DataFrame) -> str:
+    """LaTeX of the accuracy at each rank."""
+    source = str(by_rank["rank_source"].iloc[0]) if "rank_source" in by_rank and len(by_rank) else ""
+    return report.latex_table(by_rank, columns=["classifier", "rank", "n_groups", "top1_accuracy", "balanced_accuracy"],
+                              headers={"classifier": "Classifier", "rank": "Rank", "n_groups": "Groups",
+                                       "top1_accuracy": "Top-1", "balanced_accuracy": "Bal. acc."}, digits=3,
+                              caption=("Accuracy at each taxonomic rank (test folds of one full repeat): a prediction "
+                                       f"is correct at a rank when its class is in the true class's group; {source}."),
+                              label="tab:accuracy_by_rank")
+
+
+def pairs_tex(pairs: pd.DataFrame, views: ConfusionViews) -> str:
+    """LaTeX of the most-confused pairs."""
+    cols = ["rank", "true_class", "predicted_class", "count", "share_of_true", "reverse_count"]
+    headers = {"rank": "", "true_class": "True class", "predicted_class": "Predicted as", "count": "n",
+               "share_of_true": "Share", "reverse_count": "Reverse n"}
+    same = [c for c in pairs.columns if c.startswith("same_")]
+    df = pairs.copy()
+    if same:
+        df[same[0]] = df[same[0]].map(lambda v: "yes" if v else "no")
+        cols.append(same[0])
+        headers[same[0]] = f"Same {same[0][5:]}"
+    tex = report.latex_table(df, columns=cols, headers=headers, digits=3,
+                             caption=(f"The {len(pairs)} most-confused pairs of classes ({views.classifier}; test "
+                                      "folds of one full repeat): test images of the true class predicted as the "
+                                      f"other, their share of the true class, and the count the other way round; "
+                                      f"{_rank_note(views.taxonomy)}."),
+                             label="tab:confusion_pairs")
+    return fit_to_width(tex)
+
+
+def write_confusion_views(views: ConfusionViews, out: Path) -> list[Path]:
+    """The confusion outputs for many classes: pairs (table, figure), centroid-ordered and higher-rank matrices."""
+    from ..plots import save_figure
+    from ..plots import probes as probe_plots
+
+    pairs = views.pairs.drop(columns=["true_label", "predicted_label"])
+    written = [report.write_csv(pairs, out / "confusion_pairs.csv"),
+               _write_tex(out / "confusion_pairs.tex", pairs_tex(pairs, views))]
+    fig = probe_plots.confused_pairs(pairs, views.examples, n=N_PAIRS_FIGURE,
+                                     title=f"Most-confused pairs ({views.classifier})")
+    written += save_figure(fig, out / "confusion_pairs")
+    written.append(report.write_csv(views.ordered_table(), out / "confusion_matrix_clustered.csv"))
+    cm, names = views.ordered()
+    fig = probe_plots.confusion_matrix(cm, names, title=f"{views.classifier}: classes ordered by a clustering of "
+                                                       "their centroids")
+    written += save_figure(fig, out / "confusion_matrix_clustered")
+    for rank, (rcm, groups) in views.by_rank.items():
+        frame = pd.DataFrame(rcm, columns=groups)
+        frame.insert(0, f"true_{rank}", groups)
+        written.append(report.write_csv(frame, out / f"confusion_matrix_{rank}.csv"))
+        fig = probe_plots.confusion_matrix(rcm, groups, title=f"{views.classifier}: {rank} level "
+                                                              f"({_rank_note(views.taxonomy)})",
+                                           xlabel=f"Predicted {rank}", ylabel=f"True {rank}")
+        written += save_figure(fig, out / f"confusion_matrix_{rank}")
     return written
 
 
@@ -222,6 +311,7 @@ class ProbeConfig:
     episodes: int = 50
     n_query: int = N_QUERY
     literature_best: float | None = None
+    taxonomy: str | None = None
 
     def __post_init__(self):
         proto = get_protocol(self.protocol)
@@ -231,6 +321,7 @@ class ProbeConfig:
         set_("probes", parse_probes(self.probes, proto))
         set_("fractions", tuple(sorted(float(f) for f in self.fractions)))
         set_("shots", tuple(int(k) for k in self.shots))
+        set_("taxonomy", None if self.taxonomy is None else str(self.taxonomy))
 
     @property
     def repeats(self) -> int:
@@ -243,7 +334,7 @@ class ProbeConfig:
 
 #: constraints of the probe stage's parameters
 PROBE_PARAMS = {**CV_PARAMS, **FEW_SHOT_PARAMS,
-                "literature_best": [Interval(float, 0, 1, closed="right"), None]}
+                "literature_best": [Interval(float, 0, 1, closed="right"), None], "taxonomy": TAXONOMY_PARAM}
 PROBE_PARAMS.pop("n_jobs")
 
 
@@ -251,6 +342,8 @@ PROBE_PARAMS.pop("n_jobs")
 class ProbeReport:
     """What the probe stage computed: cross-validation, few-shot (or None), the run record and timings.
 
+    ``confusions``: the readable confusion views (:class:`~palaeo_ssl.probes.confusions.ConfusionViews`);
+    ``by_rank``: accuracy at each taxonomic rank (empty when no higher rank groups classes).
     ``files`` is filled by :func:`write_probe_report`.
     """
 
@@ -260,6 +353,8 @@ class ProbeReport:
     info: dict[str, Any]
     timings: dict[str, float]
     files: list[Path] = field(default_factory=list)
+    confusions: ConfusionViews | None = None
+    by_rank: pd.DataFrame | None = None
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -279,9 +374,14 @@ def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, prog
     c = config
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if c.taxonomy is not None:  # a bad taxonomy file fails before the cross-validation, not after
+        load_taxonomy(emb.class_names, c.taxonomy)
     cv = run_cross_validation(emb, protocol=c.protocol, probes=c.probes, seed=c.seed, fractions=c.fractions,
                               n_repeats=c.n_repeats, n_splits=c.n_splits, n_jobs=n_jobs, progress=progress)
     timings["cross-validation"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    views, by_rank = _confusions(emb, cv, c.taxonomy)
+    timings["confusions and ranks"] = time.perf_counter() - t1
     fs = None
     if c.few_shot:
         t1 = time.perf_counter()
@@ -289,7 +389,30 @@ def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, prog
                           probes=c.probes, n_query=c.n_query, n_jobs=n_jobs, progress=progress)
         timings["few-shot"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
-    return ProbeReport(config=c, cv=cv, few_shot=fs, info=_run_info(emb, c, cv, fs, timings), timings=timings)
+    info = _run_info(emb, c, cv, fs, timings)
+    if views is not None:
+        info["confusions"] = {"classifier": views.classifier, "n_classes": len(views.class_names),
+                              "full_matrix_max_classes": FULL_MATRIX_MAX_CLASSES,
+                              "views": "full matrix" if views.full_matrix_readable
+                              else "most-confused pairs, centroid-ordered matrix, higher-rank matrices",
+                              "ranks": views.taxonomy.rank_names, "rank_source": views.taxonomy.source}
+    return ProbeReport(config=c, cv=cv, few_shot=fs, info=info, timings=timings, confusions=views, by_rank=by_rank)
+
+
+def _confusions(emb, cv: CVResult, taxonomy_path: str | None) -> tuple[ConfusionViews | None, pd.DataFrame]:
+    """The confusion views of the logistic regression (or first classifier) and accuracy at each rank."""
+    if not cv.confusion:
+        return None, pd.DataFrame()
+    taxonomy = load_taxonomy(cv.class_names, taxonomy_path)
+    views = confusion_views(emb, cv.confusion, cv.class_names, taxonomy, _confusion_classifier(cv.confusion))
+    rows = []
+    informative = [r for r in taxonomy.rank_names if taxonomy.is_informative(r)]
+    if informative:
+        for name, cm in cv.confusion.items():
+            for r in rank_accuracy(cm, taxonomy):
+                if r["rank"] == "class" or r["rank"] in informative:
+                    rows.append({"classifier": name, **r, "rank_source": taxonomy.source})
+    return views, pd.DataFrame(rows)
 
 
 def _run_info(emb, c: ProbeConfig, cv: CVResult, fs: FewShotResult | None, timings: dict[str, float]) -> dict:
@@ -327,7 +450,7 @@ def write_probe_report(result: ProbeReport, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lit = result.config.literature_best
-    files = write_cv_outputs(result.cv, out, lit)
+    files = write_cv_outputs(result.cv, out, lit, views=result.confusions, by_rank=result.by_rank)
     if result.few_shot is not None:
         files += write_few_shot_outputs(result.few_shot, out, lit)
     skipped = _skipped_frame(result.cv, result.few_shot)
@@ -342,17 +465,20 @@ def run_probe_report(emb, out: str | Path, protocol: ProtocolLike = DEFAULT_PROT
                      probes: str | Sequence[str] | None = None, seed: int = 0, literature_best: float | None = None,
                      few_shot: bool = True, fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None,
                      n_splits: int | None = None, shots: Sequence[int] = SHOTS, episodes: int = 50,
-                     n_query: int = N_QUERY, n_jobs: int | None = -1, progress: bool = False) -> ProbeReport:
+                     n_query: int = N_QUERY, n_jobs: int | None = -1, progress: bool = False,
+                     taxonomy: str | Path | None = None) -> ProbeReport:
     """Cross-validation and few-shot for ``emb`` with every table and figure written into ``out``.
 
     The options are those of :class:`ProbeConfig` (checked there; errors name the
     parameter). ``literature_best`` (a top-1 accuracy in (0, 1]) is drawn as a line
-    on the accuracy figures. Returns the :class:`ProbeReport` with ``files`` and
+    on the accuracy figures. ``taxonomy`` is a CSV of higher ranks (``class,genus,...``;
+    default: genus from the first word of the class names). Returns the :class:`ProbeReport` with ``files`` and
     ``timings`` (compute and writing, in seconds).
     """
     config = ProbeConfig(protocol=protocol, probes=probes, seed=seed,
                          fractions=tuple(fractions), n_repeats=n_repeats, n_splits=n_splits, few_shot=few_shot,
-                         shots=tuple(shots), episodes=episodes, n_query=n_query, literature_best=literature_best)
+                         shots=tuple(shots), episodes=episodes, n_query=n_query, literature_best=literature_best,
+                         taxonomy=taxonomy)
     result = compute_probe_report(emb, config, n_jobs=n_jobs, progress=progress)
     t = time.perf_counter()
     write_probe_report(result, out)
@@ -361,4 +487,5 @@ def run_probe_report(emb, out: str | Path, protocol: ProtocolLike = DEFAULT_PROT
 
 
 __all__ = ["ProbeConfig", "ProbeReport", "compute_probe_report", "write_probe_report", "run_probe_report",
-           "write_cv_outputs", "write_few_shot_outputs", "classification_tex", "few_shot_tex", "per_class_tex"]
+           "write_cv_outputs", "write_few_shot_outputs", "classification_tex", "few_shot_tex", "per_class_tex",
+           "rank_tex", "pairs_tex", "write_confusion_views"]
