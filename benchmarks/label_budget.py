@@ -86,7 +86,7 @@ def cold(X, y, seeds, checks):
 
 def warm(X, y, seeds, checks):
     t = time.perf_counter()
-    budgets = [10, 20, 30, 50, 100]
+    budgets = [10, 20, 30, 50, 75, 100]
     table = simulate_label_budget(X, y, budgets, ("uncertain", "random"), seeds, known_per_class_start=5,
                                   progress=True)
     s = summarise(table)
