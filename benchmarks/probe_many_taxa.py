@@ -2,7 +2,7 @@
 
 Builds (once, cached in ``results/benchmark_cache/``, which git ignores) a case
 that converges as slowly as real collections do: real images (``data/example``
-and, where present, ``/work/shared/data/fusulinids``) augmented into
+and, where present, ``../shared/data/fusulinids``) augmented into
 pseudo-taxa of 15 images each (every taxon is one source image under seeded
 random crops, rotations, flips and colour jitter; taxa past the number of
 source images use the same images turned 90 degrees and in grey), embedded by
@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CACHE = ROOT / "results" / "benchmark_cache"
-SOURCES = (ROOT / "data" / "example", Path("/work/shared/data/fusulinids"))
+SOURCES = (ROOT / "data" / "example", ROOT.parent / "shared" / "data" / "fusulinids")
 EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
