@@ -41,7 +41,7 @@ from .errors import UserError
 from .params import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Kind, Options, ParameterError, validate_params
 from .images import ImageReadError, discover, parse_color, skipped_frame
 from .loading import (DECODERS, PIXEL_PIPELINE, DeviceFeeder, InFlight, Uint8Dataset, check_gpu_decoder,
-                      collate_uint8, decode_image, normalise, prefetch_factor, resolve_decoder)
+                      collate_uint8, decode_image, embed_uint8, prefetch_factor, resolve_decoder)
 from .report import library_versions, now_iso, peak_rss_mb, write_csv
 from .store import EmbeddingStore, fingerprint
 
@@ -553,9 +553,7 @@ def embed_like(meta: Mapping[str, Any], image_paths: Sequence[str | os.PathLike]
                 tensors.append(decode_image(p, prep))
             except ImageReadError as exc:
                 raise UserError(f"cannot read {p}: {exc}") from None
-        x = normalise(torch.stack(tensors).to(bb.device), prep, bb.dtype)
-        with torch.inference_mode():
-            rows.append(bb.features(x, s["pooling"]).float().cpu().numpy())
+        rows.append(embed_uint8(bb, torch.stack(tensors), prep, s["pooling"]).numpy())
     return np.concatenate(rows) if rows else np.zeros((0, bb.feature_dim(s["pooling"])), np.float32)
 
 

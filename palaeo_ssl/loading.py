@@ -10,6 +10,7 @@ The pieces, reused by every extraction engine:
 * :func:`decode_image` (path, prep) -> uint8 (3, S, S) on the CPU, or
   :class:`~palaeo_ssl.images.ImageReadError`;
 * :func:`normalise` (uint8 batch on any device, prep, dtype) -> the model's input on the same device;
+* :func:`embed_uint8` (backbone, uint8 batch, prep, pooling) -> features on the CPU, one batch at a time;
 * :class:`Uint8Dataset` + :func:`collate_uint8` -> :class:`Batch` (the DataLoader's unit);
 * :func:`gpu_decode` (``decoder="gpu"``): the JPEG bytes the workers read are decoded in one batched
   call on the GPU (nvJPEG through torchvision), EXIF orientation applied from the tag the worker read;
@@ -79,6 +80,15 @@ def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = tor
     std = torch.tensor(prep.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
     x = batch.to(torch.float32).div_(255.0).sub_(mean).div_(std)
     return x if dtype == torch.float32 else x.to(dtype)
+
+
+def embed_uint8(backbone, pixels: torch.Tensor, prep: Preprocessing, pooling: str = "cls") -> torch.Tensor:
+    """Features (B, D) float32 on the CPU of a uint8 batch (B, 3, S, S) on the CPU: the batch travels to
+    the backbone's device as uint8 and is normalised there in the model's dtype (one batch at a time,
+    no overlap: for the extraction loop's overlapped version see :class:`DeviceFeeder`)."""
+    x = normalise(pixels.to(backbone.device), prep, backbone.dtype)
+    with torch.inference_mode():
+        return backbone.features(x, pooling).float().cpu()
 
 
 def pad_square_tensor(t: torch.Tensor, background: Sequence[int]) -> torch.Tensor:

@@ -374,3 +374,27 @@ def _main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_main())
+
+
+def kill_when_written(argv: list[str], folder: Path, pattern: str, at_least: int, *, timeout: float = 120,
+                      env: dict[str, str] | None = None, poll: float = 0.02) -> list[Path]:
+    """Start ``argv`` (a process that writes files under ``folder``), SIGKILL it as soon as at least
+    ``at_least`` files match ``folder.glob(pattern)`` (or it has exited, or ``timeout`` seconds passed),
+    and return the matching files seen before the kill: the crash-and-resume tests' shared start."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    found: list[Path] = []
+    try:
+        while time.time() < deadline:
+            found = list(Path(folder).glob(pattern))
+            if len(found) >= at_least or proc.poll() is not None:
+                break
+            time.sleep(poll)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return found

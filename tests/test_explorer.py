@@ -231,28 +231,16 @@ def browser():
         b.close()
 
 
-def _open(browser, path: Path):
+def _open(browser, path: Path, timeout: float = 30_000):
+    """Open ``path`` and wait for the page's first drawing (``timeout`` ms: longer for a large page)."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     events = {"console": [], "pageerror": [], "dialog": [], "request": []}
     page.on("console", lambda m: events["console"].append((m.type, m.text)))
     page.on("pageerror", lambda e: events["pageerror"].append(str(e)))
     page.on("dialog", lambda d: (events["dialog"].append(d.message), d.dismiss()))
     page.on("request", lambda r: events["request"].append(r.url))
-    page.goto(path.as_uri())
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    return page, events
-
-
-def _open_slow(browser, path: Path):
-    """:func:`_open` for a large page (a longer wait for its first drawing)."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    events = {"console": [], "pageerror": [], "dialog": [], "request": []}
-    page.on("console", lambda m: events["console"].append((m.type, m.text)))
-    page.on("pageerror", lambda e: events["pageerror"].append(str(e)))
-    page.on("dialog", lambda d: (events["dialog"].append(d.message), d.dismiss()))
-    page.on("request", lambda r: events["request"].append(r.url))
-    page.goto(path.as_uri(), timeout=180_000)
-    page.wait_for_selector("body[data-ready='1']", timeout=180_000)
+    page.goto(path.as_uri(), timeout=max(timeout, 30_000))
+    page.wait_for_selector("body[data-ready='1']", timeout=timeout)
     return page, events
 
 
@@ -574,7 +562,7 @@ def test_folder_page_at_200000_points_in_headless_chromium(browser, inputs, tmp_
     assert sorted(p.relative_to(folder).as_posix() for p in (folder / "thumbnails").rglob("*.jpg")) == [
         "thumbnails/0/0.jpg", "thumbnails/1/1234.jpg", f"thumbnails/{(n - 1) // 1000}/{n - 1}.jpg"]
 
-    page, events = _open_slow(browser, path)
+    page, events = _open(browser, path, timeout=180_000)
     if page.evaluate("!!document.createElement('canvas').getContext('webgl')"):
         assert page.evaluate("document.getElementById('plot').data[0].type") == "scattergl"
     assert page.inner_text("#count") == f"{n} specimens"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from palaeo_ssl.errors import ModelLoadError, UserError
 from palaeo_ssl.extract import embed_like
 from palaeo_ssl.images import load_image
 from palaeo_ssl.loading import decode_image, normalise
-from palaeo_ssl.testing import make_class_folder_dataset, write_synthetic_image
+from palaeo_ssl.testing import kill_when_written, make_class_folder_dataset, write_synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -329,17 +328,8 @@ palaeo_ssl.extract_embeddings(sys.argv[1], model=sys.argv[2], out=sys.argv[3], w
 def test_resume_after_sigkill(tmp_path, tiny_model):
     data = make_class_folder_dataset(tmp_path / "data", n_classes=4, per_class=30, size=(96, 96))
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(data), str(tiny_model), str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    chunks: list[Path] = []
-    while time.time() < deadline:
-        chunks = list(out.glob("*/chunks/chunk_*.csv"))
-        if len(chunks) >= 3 or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    chunks = kill_when_written([sys.executable, "-c", _RUNNER, str(data), str(tiny_model), str(out)], out,
+                               "*/chunks/chunk_*.csv", 3, poll=0.05)
     assert len(chunks) >= 3, "the extraction never wrote a chunk before being killed"
     stores = list(out.glob("*/"))
     assert not (stores[0] / "meta.json").exists(), "killed run should not have finished"

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +13,10 @@ import torch
 
 from palaeo_ssl import extract_embeddings
 from palaeo_ssl.backbone import load_backbone, make_preprocessing
-from palaeo_ssl.engines.ray_data import _decode_batch, _normalise
+from palaeo_ssl.engines.ray_data import _decode_batch
 from palaeo_ssl.loading import decode_image, normalise
 from palaeo_ssl.params import ParameterError
-from palaeo_ssl.testing import make_class_folder_dataset
+from palaeo_ssl.testing import kill_when_written, make_class_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,7 +78,6 @@ def test_decode_batch_gives_uint8_at_input_size_and_reasons(images, tiny_model):
         # the local engine's own decoding, pixel for pixel, and its normalisation
         local = torch.stack([decode_image(files[i], prep) for i in ok])
         assert torch.equal(torch.from_numpy(pixels), local)
-        assert torch.equal(_normalise(torch.from_numpy(pixels), prep), normalise(local, prep, torch.float32))
 
 
 def test_ray_options_need_engine_ray(images, tiny_model, tmp_path):
@@ -107,7 +103,7 @@ def test_ray_engine_matches_local_and_resumes(ray_cluster, images, tiny_model, t
     bb = load_backbone(str(tiny_model), device="cpu", dtype="float32")
     prep = make_preprocessing(bb.info, "processor", None, (0, 0, 0))
     ok, pixels, _ = _decode_batch([str(images / p) for p in emb.paths], prep)
-    same_steps = bb.embed(_normalise(torch.from_numpy(pixels), prep), "cls").numpy()
+    same_steps = bb.embed(normalise(torch.from_numpy(pixels), prep), "cls").numpy()
     assert len(ok) == len(emb)
     assert np.abs(np.asarray(emb.features) - same_steps).max() <= RAY_VS_SAME_STEPS_ATOL
 
@@ -134,17 +130,8 @@ def test_a_killed_ray_run_loses_only_the_batches_in_flight(ray_cluster, tiny_mod
     out = tmp_path / "out"
     address = ray_cluster.get_runtime_context().gcs_address
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", _RAY_RUNNER, str(data), str(tiny_model), str(out), address],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    chunks: list[Path] = []
-    while time.time() < deadline:
-        chunks = list(out.glob("*/chunks/chunk_*.csv"))
-        if len(chunks) >= 2 or proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    chunks = kill_when_written([sys.executable, "-c", _RAY_RUNNER, str(data), str(tiny_model), str(out), address],
+                               out, "*/chunks/chunk_*.csv", 2, timeout=240, env=env)
     assert len(chunks) >= 2, "the Ray run never wrote a chunk before being killed"
     store = next(out.glob("*/"))
     assert not (store / "meta.json").exists()

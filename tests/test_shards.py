@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from palaeo_ssl.params import ParameterError
 from palaeo_ssl.shards import (ShardSummary, parse_shard, shard_of, shard_states, shard_tag,
                                unconsolidated_message)
 from palaeo_ssl.store import EmbeddingStore, _gather
-from palaeo_ssl.testing import make_class_folder_dataset
+from palaeo_ssl.testing import kill_when_written, make_class_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "examples" / "cluster"
@@ -173,17 +171,8 @@ palaeo_ssl.extract_embeddings(sys.argv[1], model=sys.argv[2], out=sys.argv[3], s
 def test_a_killed_shard_redoes_only_its_missing_chunks(tmp_path, tiny_model):
     data = make_class_folder_dataset(tmp_path / "data", n_classes=4, per_class=30, size=(96, 96))
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", _SHARD_RUNNER, str(data), str(tiny_model), str(out)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    chunks: list[Path] = []
-    while time.time() < deadline:
-        chunks = list(out.glob("*/chunks/chunk_s0001of0002-*.csv"))
-        if len(chunks) >= 2 or proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    chunks = kill_when_written([sys.executable, "-c", _SHARD_RUNNER, str(data), str(tiny_model), str(out)], out,
+                               "*/chunks/chunk_s0001of0002-*.csv", 2, env=_env())
     assert len(chunks) >= 2, "the shard never wrote a chunk before being killed"
     store = next(out.glob("*/"))
     states = shard_states(store)

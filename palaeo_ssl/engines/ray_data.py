@@ -12,8 +12,8 @@ What runs where:
   each reads a batch of files and returns them as uint8 arrays at the model's input
   size (4x smaller than float32 in the object store);
 - **embedding** runs in a pool of actors (``map_batches`` with a callable class,
-  :class:`_Embedder`): each loads the model once, normalises the uint8 batch
-  (:func:`_normalise`) and embeds it, on a GPU when the cluster has them.
+  :class:`_Embedder`): each loads the model once, moves the uint8 batch to its device, normalises it
+  there and embeds it (:func:`palaeo_ssl.loading.embed_uint8`), on a GPU when the cluster has them.
 
 A killed run loses only the batches in flight: every chunk written is kept, and
 the next run (with either engine) computes only what is missing.
@@ -36,7 +36,7 @@ import torch
 from ..backbone import Preprocessing, dtype_name, load_backbone
 from ..errors import UserError
 from ..images import ImageReadError
-from ..loading import decode_image, normalise
+from ..loading import decode_image, embed_uint8
 from ..params import ParameterError
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,6 @@ def _decode_batch(paths: Sequence[str], prep: Preprocessing) -> tuple[list[int],
     return ok, pixels, bad
 
 
-def _normalise(pixels: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> float32 (B, 3, S, S), as the local engine (:func:`palaeo_ssl.loading.normalise`)."""
-    return normalise(pixels, prep, torch.float32)
-
-
 # ---------------------------------------------------------------------- Ray stages
 def _decode_stage(batch: dict[str, np.ndarray], prep: Preprocessing) -> dict[str, np.ndarray]:
     """Ray task: a batch of ``{"k", "path"}`` rows -> ``{"k", "pixels" (uint8), "reason"}`` ("" = read)."""
@@ -121,7 +116,7 @@ class _Embedder:
         feats = np.zeros((len(reason), self.dim), np.float32)
         if len(ok):
             pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok]))
-            feats[ok] = self.backbone.embed(_normalise(pixels, self.prep), self.pooling).numpy()
+            feats[ok] = embed_uint8(self.backbone, pixels, self.prep, self.pooling).numpy()
         return {"k": np.asarray(batch["k"], np.int64), "features": feats, "reason": reason}
 
 
