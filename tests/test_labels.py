@@ -307,3 +307,25 @@ def test_labelling_stage_with_one_label_per_class_skips_only_the_calibrated_pred
     assert res.classified is None and "calibrated predictions skipped" in caplog.text
     assert len(res.suggestions.index) == 4 and res.suggestions.novelty is not None
     assert set(res.explorer["scores"]) == {"suggestion rank", "novelty"}
+
+
+def test_calibration_folds_refit_the_standard_probe_with_its_chosen_c():
+    """The folds calibrate the probe that classifies: the same standard logistic regression (its own
+    standardisation and balanced weights), with the C it chose on every label fixed."""
+    from sklearn.datasets import load_digits
+
+    from palaeo_ssl.labels.calibration import fixed_regularisation
+    from palaeo_ssl.probes import make_probe
+    from palaeo_ssl.probes.classifiers import fit_quietly
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300].astype(np.float64), y[:300]
+    model = make_probe("logreg", "standard", y, seed=0)
+    fit_quietly(model, X, y)
+    fold_model = fixed_regularisation(model)()
+    assert type(fold_model) is type(model) and tuple(fold_model.Cs) == (float(model.C_),)
+    fit_quietly(fold_model, X, y)
+    assert fold_model.C_ == model.C_
+    # the same objective at the same C: the same probabilities, up to the solver's stopping rule
+    np.testing.assert_allclose(fold_model.predict_proba(X), model.predict_proba(X), atol=0.05)
+    assert (fold_model.predict(X) == model.predict(X)).mean() >= 0.99

@@ -71,9 +71,12 @@ def fixed_regularisation(fitted_model: Any) -> Any:
     c = getattr(last, "C_", None)
     if c is None:
         return None
+    c = float(np.ravel(c)[0])
     params = last.get_params()
-    lr = LogisticRegression(C=float(np.ravel(c)[0]), class_weight=params.get("class_weight"),
-                            max_iter=params.get("max_iter", 1000))
+    if "Cs" in params:  # a probe that searches a grid of C (the standard one): the same probe, a grid of one
+        lr = clone(last).set_params(Cs=(c,))
+    else:
+        lr = LogisticRegression(C=c, class_weight=params.get("class_weight"), max_iter=params.get("max_iter", 1000))
     if isinstance(fitted_model, Pipeline):
         return lambda: Pipeline([*[(name, clone(step)) for name, step in fitted_model.steps[:-1]],
                                  (fitted_model.steps[-1][0], clone(lr))])

@@ -240,6 +240,8 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError("TunedLogisticRegression needs at least two classes")
         if counts.max() < 2:
             best_C, W0, b0 = 1.0, np.zeros((K, d)), np.zeros(K)
+        elif len(Cs) == 1:  # nothing to choose: no inner search
+            best_C, W0, b0 = Cs[0], np.zeros((K, d)), np.zeros(K)
         else:
             n_inner = min(self.n_inner, int(counts.max()))
             best_C, W0, b0 = self._search(R, pos, _balanced_weights(pos, K), lam, V, K, Cs, n_inner, solve)
