@@ -76,8 +76,8 @@ def main() -> int:
         print(f"Ray's overhead per run: {float(np.median(np.subtract(ray_s, local_s))):+.1f} s over the local "
               f"engine's {float(np.median(local_s)):.1f} s; plus ray.init {startup:.1f} s once per process "
               f"(with it, the first run's ratio is {local_s[0] / (ray_s[0] + startup):.2f})")
-        print(f"largest |feature difference| Ray vs local: {max(diffs):.2e} (uint8 vs float resize; "
-              f"random weights, so only a pipeline check)")
+        print(f"largest |feature difference| Ray vs local: {max(diffs):.2e} (the same decoding and "
+              f"normalisation functions; random weights, so only a pipeline check)")
         ray.shutdown()
     return 0
 
