@@ -142,7 +142,9 @@ class ExtractionSummary:
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     #: seconds per stage: ``plan`` (discovery, fingerprints, model config), ``load`` (weights), ``first_batch``
     #: (worker start and the first batch on the device), ``loop`` (first batch in to last feature out),
-    #: ``finish`` (consolidation); ``gpu_busy``: fraction of ``loop`` the GPU spent in the model (CUDA)
+    #: ``finish`` (consolidation); ``gpu_busy``: fraction of ``loop`` the GPU spent in the model (CUDA).
+    #: The Ray engine: ``ray_start``, ``first_batch`` (until the first *embedded* batch reaches the
+    #: driver), ``loop`` and ``first_batch_images`` (see :func:`palaeo_ssl.engines.ray_data.embed_with_ray`)
     timings: dict[str, float] = field(default_factory=dict)
 
     def text(self) -> str:
@@ -293,7 +295,7 @@ def extract_embeddings(
 
         t_extract = time.perf_counter()
         computed = embed_with_ray(plan, pooling, batch_size=batch_size, chunk_size=chunk_size, progress=progress,
-                                  address=address, gpus_per_actor=gpus_per_actor, actors=actors)
+                                  address=address, gpus_per_actor=gpus_per_actor, actors=actors, timings=timings)
         extract_seconds = time.perf_counter() - t_extract
     elif plan.todo:
         dev = plan.device

@@ -13,7 +13,7 @@ import torch
 
 from palaeo_ssl import extract_embeddings
 from palaeo_ssl.backbone import load_backbone, make_preprocessing
-from palaeo_ssl.engines.ray_data import _decode_batch
+from palaeo_ssl.engines.ray_data import MIN_BATCHES_PER_ACTOR, _decode_batch, batch_size_for
 from palaeo_ssl.loading import decode_image, normalise
 from palaeo_ssl.params import ParameterError
 from palaeo_ssl.testing import kill_when_written, make_class_folder_dataset
@@ -66,6 +66,18 @@ def _kw(model, **kw):
 
 
 # ---------------------------------------------------------------------- the two swappable steps (no Ray needed)
+def test_batches_are_small_enough_that_every_actor_gets_several():
+    # 119 images on 2 actors: batches of 32 would give 4 batches (3 on one actor, 1 on the other)
+    for n in (16, 119, 476, 500, 511):
+        bs = batch_size_for(n, 2, 32, "cpu")
+        assert 1 <= bs <= 32 and -(-n // bs) >= 2 * MIN_BATCHES_PER_ACTOR, (n, bs)
+    assert batch_size_for(119, 2, 32, "cpu") == 7
+    assert batch_size_for(100_000, 2, None, "cpu") == 32  # large runs keep the requested batch
+    assert batch_size_for(100_000, 4, None, "cuda") == 64
+    assert batch_size_for(100_000, 2, 8, "cpu") == 8
+    assert batch_size_for(3, 2, 32, "cpu") == 1  # never 0
+
+
 def test_decode_batch_gives_uint8_at_input_size_and_reasons(images, tiny_model):
     bb = load_backbone(str(tiny_model), device="cpu", dtype="float32")
     files = sorted(str(p) for p in images.rglob("*.png"))

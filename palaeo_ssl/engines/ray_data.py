@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 CPU_ACTOR_SHARE = 0.75
 #: logical CPUs one decoding task asks for on a CPU-only cluster (a GPU cluster: 1)
 DECODE_CPUS_WITHOUT_GPUS = 0.25
+#: batches are made small enough that every actor gets at least this many, so that no actor
+#: idles for long while another works through the last batches (119 images in batches of 32 on 2
+#: actors left one actor with a single batch and the other with three)
+MIN_BATCHES_PER_ACTOR = 8
 
 
 def require_ray():
@@ -169,16 +173,30 @@ def actor_device(address: str | None, gpus_per_actor: float | None, actors: int 
     return torch.device(layout(connect(address), gpus_per_actor, actors).device)
 
 
+def batch_size_for(n_images: int, actors: int, batch_size: int | None, device: str) -> int:
+    """The batch the pipeline moves and embeds: ``batch_size`` (default 64 on CUDA, 32 on the CPU),
+    made smaller when needed so that each actor gets at least :data:`MIN_BATCHES_PER_ACTOR` batches."""
+    bs = int(batch_size) if batch_size is not None else (64 if device == "cuda" else 32)
+    return max(1, min(bs, n_images // (max(1, actors) * MIN_BATCHES_PER_ACTOR)))
+
+
 def embed_with_ray(plan: Any, pooling: str, batch_size: int | None, chunk_size: int, progress: bool,
                    address: str | None = None, gpus_per_actor: float | None = None,
-                   actors: int | None = None) -> int:
-    """Embed ``plan.todo`` on the Ray cluster, writing store chunks as results arrive; returns images embedded."""
+                   actors: int | None = None, timings: dict[str, float] | None = None) -> int:
+    """Embed ``plan.todo`` on the Ray cluster, writing store chunks as results arrive; returns images embedded.
+
+    ``timings`` (when given) receives ``ray_start`` (joining the cluster, building the dataset),
+    ``first_batch`` (from the pipeline's start to the first embedded batch at the driver: the
+    actors' start and model load, the first decode and forward pass), ``loop`` (first batch to
+    last) and ``first_batch_images`` (images in that first batch, not counted in ``loop``).
+    """
     from tqdm.auto import tqdm
 
+    t_start = time.perf_counter()
     ray = connect(address)
     lay = layout(ray, gpus_per_actor, actors)
-    bs = int(batch_size) if batch_size is not None else (64 if lay.device == "cuda" else 32)
     todo, fps = plan.todo, plan.fps
+    bs = batch_size_for(len(todo), lay.actors, batch_size, lay.device)
     import pyarrow as pa
 
     paths = [str(plan.files[k]) for k in todo]
@@ -210,10 +228,13 @@ def embed_with_ray(plan: Any, pooling: str, batch_size: int | None, chunk_size: 
 
     computed = 0
     t0 = time.perf_counter()
+    t_first, first_n = None, 0
     bar = tqdm(total=len(todo), unit="img", desc="embedding (ray)", disable=not progress, dynamic_ncols=True)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
             ks, reason = batch["k"], np.asarray(batch["reason"], dtype=object)
+            if t_first is None:
+                t_first, first_n = time.perf_counter(), len(ks)
             ok = reason == ""
             for k, r in zip(ks[~ok].tolist(), reason[~ok].tolist()):
                 buf_skip.append((fps[todo[k]], str(r)))
@@ -227,8 +248,13 @@ def embed_with_ray(plan: Any, pooling: str, batch_size: int | None, chunk_size: 
         flush()
     finally:
         bar.close()
-    log.info("Ray pipeline: %d images in %.1f s", len(todo), time.perf_counter() - t0)
+    t_end = time.perf_counter()
+    log.info("Ray pipeline: %d images in %.1f s", len(todo), t_end - t0)
+    if timings is not None and t_first is not None:
+        timings.update({"ray_start": t0 - t_start, "first_batch": t_first - t0, "loop": t_end - t_first,
+                        "first_batch_images": float(first_n)})
     return computed
 
 
-__all__ = ["RayLayout", "actor_device", "connect", "embed_with_ray", "layout", "require_ray"]
+__all__ = ["MIN_BATCHES_PER_ACTOR", "RayLayout", "actor_device", "batch_size_for", "connect", "embed_with_ray",
+           "layout", "require_ray"]
