@@ -306,6 +306,13 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         sim = l2_normalize(X) @ self._z.T
         return weighted_knn_scores(sim, self._pos, n_cls, self.n_neighbors, self.temperature)
 
+    def scores(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(votes, summed similarity), each (n, len(classes_)), of the similarity weighting; row by row,
+        so rows scored in blocks give the same values (``rank_votes`` of them equals :meth:`rank`)."""
+        if self.weights != "similarity":
+            raise ValueError("scores() needs weights='similarity'")
+        return self._scores(X)
+
     def predict_proba(self, X) -> np.ndarray:
         votes, _ = self._scores(X)
         return votes / votes.sum(axis=1, keepdims=True)
