@@ -225,18 +225,21 @@ _CHILD = textwrap.dedent('''
 @pytest.mark.slow
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_probe_stage_makes_no_copy_of_the_features(tmp_path, n_jobs):
-    """The standard probe stage on a memory-mapped 40,000 x 1,024 store (156 MiB) in 50 classes.
+    """The standard probe stage on a memory-mapped 80,000 x 1,024 store (312.5 MiB) in 50 classes.
 
     Measured on the 2-core development machine (peak growth of private memory over the
-    baseline after imports; bytes written for the workers): with the copying code 404 MiB
-    (n_jobs=1) and 162 MiB plus 313 MiB written (n_jobs=2); without it about 110 MiB and
-    71 MiB, 0.6 MiB written (labels and row index). The rest is per-task working memory
-    (a training subsample, blocks of a test fold, vote tables) and the class-centroid blocks.
+    baseline after imports; bytes written for the workers): with the copying code 809 MiB
+    (n_jobs=1) and 324 MiB plus 626 MiB written (n_jobs=2); without it 153 MiB and 69 MiB,
+    1.2 MiB written (labels and row index). What remains is per-task working memory (a
+    training subsample, blocks of a test fold, vote tables) and the class-centroid blocks.
     """
     rng = np.random.default_rng(0)
-    n, d, c = 40_000, 1024, 50
+    n, d, c = 80_000, 1024, 50
     y = np.arange(n) % c
-    x = rng.normal(size=(c, d)).astype(np.float32)[y] * np.float32(0.12) + rng.normal(size=(n, d)).astype(np.float32)
+    means = rng.normal(size=(c, d)).astype(np.float32) * np.float32(0.12)
+    x = np.empty((n, d), dtype=np.float32)
+    for a in range(0, n, 10_000):  # in blocks: no float64 array of the whole size
+        x[a:a + 10_000] = means[y[a:a + 10_000]] + rng.normal(size=(min(10_000, n - a), d)).astype(np.float32)
     store = Embeddings(x, [f"t{k}/{i}.png" for i, k in enumerate(y)], y,
                        [f"Genus{k % 10}_sp{k}" for k in range(c)]).save(tmp_path / "store")
     del x
@@ -250,5 +253,5 @@ def test_probe_stage_makes_no_copy_of_the_features(tmp_path, n_jobs):
     features = got["features"]
     assert got["n_train"] == 1000
     # a copy of the features (in memory, or on disk for the workers) would exceed these bounds
-    assert got["growth"] < 0.85 * features, got
+    assert got["growth"] < 0.6 * features, got
     assert got["saved"] < 0.02 * features, got
