@@ -113,7 +113,12 @@ def prepare(emb: Embeddings | Any, min_classes: int = 2) -> LabelledData:
 def reference_knn_extras(X: np.ndarray, n_jobs: int | None, candidates: bool) -> dict[str, np.ndarray]:
     """Arrays shared by the reference kNN tasks: the double-normalised features and, for
     cross-validation on sets large enough, every image's nearest-neighbour candidates
-    (see :mod:`palaeo_ssl.probes.neighbours`)."""
+    (see :mod:`palaeo_ssl.probes.neighbours`).
+
+    These are (N, D) arrays beside the features, unlike the standard protocol's probes, which
+    read rows from the store: the reference's numbers come from one whole-matrix normalisation
+    and blocked products that the candidate lists reproduce bit for bit, and the paper protocol
+    exists to reproduce the reference's published tables, not to scale."""
     z = double_normalize(X)
     extras = {"Z": z}
     if candidates and candidates_apply(z.shape[0], z.shape[1]):
