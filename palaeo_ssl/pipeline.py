@@ -210,7 +210,10 @@ class Pipeline:
     the report then sets this run's key figures beside the published ones (needs the paper
     protocol). Extraction options (``pooling``, ``preprocess``, ``image_size``,
     ``batch_size``, ``workers``, ``device``, ``dtype``, ``background``, ``strict``) are
-    those of :func:`palaeo_ssl.extract.extract_embeddings`.
+    those of :func:`palaeo_ssl.extract.extract_embeddings`. ``max_train_images`` (the standard
+    protocol's training-size limit; None: 10,000; 0: none) is that of
+    :class:`~palaeo_ssl.probes.ProbeConfig`, ``probe_device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
+    that of :func:`~palaeo_ssl.probes.compute_probe_report`; both are checked before extraction.
 
     Results pass from stage to stage in memory: the explorer is drawn from the
     morphospace result, the comparison from the probe and morphospace tables.
