@@ -30,7 +30,7 @@ from .models import DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE
 from .cache import atomic_write_json, atomic_write_text, key_hash, read_json
 from .embeddings import Embeddings
 from .params import POSITIVE_INT, SEED, Interval, ParameterError, validate_params
-from .protocol import ALL, PAPER, expand
+from .protocol import ALL, PAPER, expand, get_protocol
 from .taxonomy import TAXONOMY_PARAM
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,10 @@ class Pipeline:
     the report then sets this run's key figures beside the published ones (needs the paper
     protocol). Extraction options (``pooling``, ``preprocess``, ``image_size``,
     ``batch_size``, ``workers``, ``device``, ``dtype``, ``background``, ``strict``) are
-    those of :func:`palaeo_ssl.extract.extract_embeddings`.
+    those of :func:`palaeo_ssl.extract.extract_embeddings`. ``max_train_images`` (the standard
+    protocol's training-size limit; None: 10,000; 0: none) is that of
+    :class:`~palaeo_ssl.probes.ProbeConfig`, ``probe_device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
+    that of :func:`~palaeo_ssl.probes.compute_probe_report`; both are checked before extraction.
 
     Results pass from stage to stage in memory: the explorer is drawn from the
     morphospace result, the comparison from the probe and morphospace tables.
@@ -223,7 +226,7 @@ class Pipeline:
                  protocol: str = ALL, reference: str | None = None, seed: int = 0, episodes: int = 50,
                  repeats: int | None = None, literature_best: float | None = None, force: bool = False,
                  progress: bool = True, label_budget: int = 24, taxonomy: str | Path | None = None,
-                 **extract_options: Any):
+                 max_train_images: int | None = None, probe_device: str = "cpu", **extract_options: Any):
         from .reference import DATASETS
 
         self.t_start = time.perf_counter()
@@ -257,6 +260,9 @@ class Pipeline:
         self.comparison: pd.DataFrame | None = None
         self.label_budget = int(label_budget)
         self.label_result = None
+        self.max_train_images = max_train_images
+        self.probe_device = probe_device
+        self._check_probe_options()
 
     def folder(self, kind: str, protocol: str) -> Path:
         """``out/probes`` or ``out/morphospace``, with a protocol sub-folder when both protocols run."""
@@ -329,9 +335,29 @@ class Pipeline:
 
         return MorphospaceConfig(protocol=protocol, seed=self.seed, taxonomy=self.taxonomy)
 
+    def _probe_config(self, proto: str):
+        from .probes import ProbeConfig
+
+        # the size limit is the standard protocol's; the paper protocol (the reference) never takes one
+        limit = None if get_protocol(proto).reference_splits else self.max_train_images
+        return ProbeConfig(protocol=proto, seed=self.seed, episodes=self.episodes, n_repeats=self.repeats,
+                           literature_best=self.literature_best, taxonomy=self.taxonomy, max_train_images=limit)
+
+    def _check_probe_options(self) -> None:
+        """Bad ``max_train_images`` / ``probe_device`` stop the run before extraction, not after."""
+        from .probes.classifiers import probe_torch_device
+
+        probe_torch_device(self.probe_device)
+        if self.max_train_images not in (None, 0) and self.protocols == [PAPER.name]:
+            from .probes import ProbeConfig
+
+            ProbeConfig(protocol=PAPER.name, max_train_images=self.max_train_images)  # says why not
+        for proto in self.protocols:
+            self._probe_config(proto)
+
     # 2. probes: cross-validation, learning curve, few-shot
     def probes(self) -> dict[str, dict[str, pd.DataFrame | None]]:
-        from .probes import ProbeConfig, compute_probe_report, write_probe_report
+        from .probes import compute_probe_report, write_probe_report
 
         emb = self._need_emb()
         labelled = emb.labels[emb.labels >= 0]
@@ -339,10 +365,10 @@ class Pipeline:
             log.warning("probes skipped: they need labelled images of at least two classes")
             return {}
         for proto in self.protocols:
-            config = ProbeConfig(protocol=proto, seed=self.seed, episodes=self.episodes, n_repeats=self.repeats,
-                                 literature_best=self.literature_best, taxonomy=self.taxonomy)
+            config = self._probe_config(proto)
             self.probe_tables[proto] = self._analysis(
-                "probes", config, lambda e, c, _: compute_probe_report(e, c, progress=self.progress),
+                "probes", config, lambda e, c, _: compute_probe_report(e, c, progress=self.progress,
+                                                                       probe_device=self.probe_device),
                 write_probe_report, PROBE_TABLES, self.probe_results)
         return self.probe_tables
 

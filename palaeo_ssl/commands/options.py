@@ -25,6 +25,7 @@ FLAGS: dict[str, str] = {
     "n_repeats": "--repeats",
     "n_jobs": "--jobs",
     "n_query": "--query",
+    "max_train_images": "--max-train",
     # morphospace
     "values": "--group-values",
     "k_neighbours": "--neighbours",
@@ -101,6 +102,14 @@ SHARED: dict[str, Option] = {
                         {"type": int, "metavar": "N"}),
     "literature_best": Option("best published top-1 accuracy (fraction, e.g. 0.874), drawn as a line on the figures",
                               {"type": float, "metavar": "X"}),
+    "max_train_images": Option("standard protocol: past N training images the cross-validation's probes learn from a "
+                               "seeded stratified subsample of N (at least 100; 0 = no limit), stated in the tables; "
+                               "the paper protocol always uses every image (default: 10000)",
+                               {"type": int, "metavar": "N"}),
+    "probe_device": Option("where the standard protocol's logistic regression and kNN run: cpu (numpy/scipy), "
+                           "cuda (torch on a CUDA GPU), auto (cuda where torch sees one, else cpu); the numbers "
+                           "agree within the solver's tolerance (default: {default})",
+                           {"choices": ("cpu", "cuda", "auto")}),
     "taxonomy": Option("CSV of higher ranks, columns class,genus[,family,...] (default: the genus is the first word "
                        "of each class name, e.g. Albaillella_sp1 -> Albaillella, case-insensitive)",
                        {"metavar": "CSV"}),

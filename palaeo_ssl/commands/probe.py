@@ -51,6 +51,8 @@ def register(sub) -> None:
     add_option(p, library, "shots", type=_ints, metavar="LIST",
                help="labelled images per class in few-shot (default: {default})")
     add_option(p, library, "episodes")
+    add_option(p, library, "max_train_images")
+    add_option(p, library, "probe_device")
     add_option(p, library, "n_query", type=int, metavar="Q",
                help="standard few-shot: query images per class and episode (default: {default})")
     p.add_argument("--no-few-shot", dest="few_shot", action="store_false", help="skip the few-shot analysis")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_probe_report(args.embeddings, args.out, **library_kwargs(
         args, "protocol", "probes", "seed", "literature_best", "few_shot", "fractions", "n_repeats", "n_splits",
-        "shots", "episodes", "n_query", "n_jobs", "progress", "taxonomy"))
+        "shots", "episodes", "n_query", "n_jobs", "progress", "taxonomy", "max_train_images", "probe_device"))
     _summary(res, args)
     return 0
 

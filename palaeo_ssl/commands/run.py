@@ -42,6 +42,9 @@ def register(sub) -> None:
                help="best published top-1 accuracy (fraction) drawn on the figures (default: the paper's "
                     "CNN figure when --reference is given)")
     add_option(p, library, "taxonomy")
+    add_option(p, library, "max_train_images", help="as probe's --max-train; with --protocol both it applies to the "
+                                                    "standard protocol only (default: 10000)")
+    add_option(p, library, "probe_device")
     p.add_argument("--no-explorer", dest="explorer", action="store_false", help="do not write explorer.html")
     p.add_argument("--force", action="store_true", help="recompute every analysis stage (embeddings stay cached)")
     add_option(p, library, "label_budget", type=int, metavar="N",
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_pipeline(args.data, out=args.out, **library_kwargs(
         args, "protocol", "reference", "seed", "episodes", "repeats", "literature_best", "taxonomy", "explorer",
-        "force", "progress", "strict", "label_budget", *EXTRACTION, *EXTRACTION_SPEED))
+        "max_train_images", "probe_device", "force", "progress", "strict", "label_budget", *EXTRACTION, *EXTRACTION_SPEED))
     m = res.manifest
     print(f"\nresults in {res.out}")
     print(f"  {m['counts']['images']} images, {m['counts']['labelled']} labelled, {m['counts']['classes']} classes, "

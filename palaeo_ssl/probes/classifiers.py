@@ -132,6 +132,38 @@ def resolve_device(device: str | None) -> str | None:
     return device
 
 
+#: the values of ``probe_device`` (the probe stage's run option; see :func:`probe_torch_device`)
+PROBE_DEVICES = ("cpu", "cuda", "auto", "torch-cpu")
+
+
+def probe_torch_device(probe_device: str) -> str | None:
+    """The torch device of the probe stage's option ``probe_device``, or None for numpy/scipy.
+
+    ``"cpu"``: numpy/scipy (the default); ``"cuda"`` (or ``"cuda:N"``): torch on that GPU, an
+    error naming the option where torch sees none; ``"auto"``: ``"cuda"`` where torch sees a
+    CUDA GPU, else numpy/scipy; ``"torch-cpu"``: the torch code of ``"cuda"`` run on the CPU
+    (to check that code path without a GPU). The two paths agree within the solver tolerance.
+    """
+    value = str(probe_device).strip().lower()
+    if value == "cpu":
+        return None
+    if value == "torch-cpu":
+        return "cpu"
+    if value == "auto":
+        return resolve_device("auto")
+    if value == "cuda" or value.startswith("cuda:"):
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a dependency
+            torch = None
+        if torch is None or not torch.cuda.is_available():
+            raise ParameterError("probe_device", f"{{name}} is {probe_device!r}, but torch sees no CUDA GPU on this "
+                                 "machine; use 'cpu' (numpy/scipy) or 'auto' (CUDA where there is one)")
+        return resolve_device(value)
+    raise ParameterError("probe_device", "{name} must be one of " + ", ".join(repr(v) for v in PROBE_DEVICES)
+                         + f", not {probe_device!r}")
+
+
 def torch_topk_similarity(zq: np.ndarray, zt: np.ndarray, k: int, device: str,
                           chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """The k largest of ``zq @ zt.T`` per row on a torch device: (similarities (n_q, k) float32, columns).
@@ -305,6 +337,13 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
             return neighbour_votes(sims, self._pos[cols], n_cls, self.temperature)
         sim = l2_normalize(X) @ self._z.T
         return weighted_knn_scores(sim, self._pos, n_cls, self.n_neighbors, self.temperature)
+
+    def scores(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(votes, summed similarity), each (n, len(classes_)), of the similarity weighting; row by row,
+        so rows scored in blocks give the same values (``rank_votes`` of them equals :meth:`rank`)."""
+        if self.weights != "similarity":
+            raise ValueError("scores() needs weights='similarity'")
+        return self._scores(X)
 
     def predict_proba(self, X) -> np.ndarray:
         votes, _ = self._scores(X)

@@ -9,13 +9,20 @@ off (on the 2-core development machine a logistic-regression fit with two
 BLAS threads was 3-15x slower, ``benchmarks/probe_speed.py``), and threaded
 BLAS sums in an order that depends on the thread count, which would make the
 numbers depend on the machine. Parallelism comes from running tasks in
-``n_jobs`` processes instead (in this process if they cannot start). The feature matrix reaches the workers as a
-memory-mapped ``.npy`` file, written once per run, not copied per task.
+``n_jobs`` processes instead (in this process if they cannot start).
+
+No copy of the features: a task reads only the rows it needs (its training
+set, its test set in blocks of rows) from the feature matrix, which may be a
+memory-mapped store holding unlabelled rows too (``rows`` maps the labelled
+images to store rows). Workers open the store's own ``features.npy``
+memory-mapped; only features held in memory and not backed by a file are
+written once per run to a temporary ``.npy`` for them.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,6 +44,7 @@ from .classifiers import (
     fit_quietly,
     make_probe,
     n_iterations,
+    KNNProbe,
     rank_labels,
     rank_votes,
     weighted_knn_scores,
@@ -50,6 +58,12 @@ log = logging.getLogger(__name__)
 REFERENCE_CV = "reference_cv"          # reference code, cross-validation (specificity over training classes)
 REFERENCE_FEW_SHOT = "reference_few_shot"  # reference code, few-shot (specificity over present labels)
 RANKED = "ranked"                      # this package's protocol (rankings, ties never by class index)
+
+#: test rows predicted at once (this package's protocol), so no task holds its whole test fold
+#: as features, normalised features and scores at the same time; smaller test sets go in one block
+TEST_BLOCK = 1024
+#: similarity entries (test rows x training rows) of one kNN block
+KNN_BLOCK_ENTRIES = 2**22
 
 
 @dataclass
@@ -109,10 +123,67 @@ def _reference_knn(task: Task, train: np.ndarray, y_train: np.ndarray, classes: 
     return knn_proba_normalized(np.asarray(z[test]), np.asarray(z[train]), pos, len(classes), k)
 
 
-def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None
-             ) -> list[dict[str, Any]]:
-    """Fit and evaluate ``task`` on features ``X`` (N, D) and labels ``y`` (N,). Returns one dict per subset.
+def take_rows(X: np.ndarray, rows: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """Feature rows ``idx`` of the labelled images (rows ``rows[idx]`` of ``X``; ``rows`` None: ``idx``),
+    read as a float32 array; only these rows are read from a memory-mapped ``X``."""
+    return np.asarray(X[idx if rows is None else rows[idx]], dtype=np.float32)
 
+
+def row_blocks(n_test: int, block: int) -> list[slice]:
+    """Slices of ``n_test`` rows in near-equal blocks of at most about ``block`` rows (one block when smaller)."""
+    n_blocks = max(1, -(-n_test // max(1, block)))
+    edges = np.linspace(0, n_test, n_blocks + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def knn_block_rows(n_train: int) -> int:
+    """Test rows per block of a kNN similarity product against ``n_train`` training rows."""
+    return int(min(TEST_BLOCK, max(256, KNN_BLOCK_ENTRIES // max(n_train, 1))))
+
+
+def _ranking(model, task: Task, X, rows, seed: int) -> np.ndarray:
+    """Ranked labels of the test rows, read and scored block by block.
+
+    Scores are row-wise, so a block's rows score as in one product; the DINO
+    kNN's seeded tie-break runs once over all rows, as in :meth:`KNNProbe.rank`.
+    """
+    test = task.test
+    if isinstance(model, KNNProbe) and model.weights == "similarity":
+        parts = [model.scores(take_rows(X, rows, test[b])) for b in row_blocks(len(test), knn_block_rows(
+            len(model._pos)))]
+        votes = np.concatenate([p[0] for p in parts])
+        sums = np.concatenate([p[1] for p in parts])
+        return model.classes_[rank_votes(votes, sums, seed)]
+    return np.concatenate([rank_labels(model, take_rows(X, rows, test[b])) for b in row_blocks(len(test), TEST_BLOCK)])
+
+
+def _shared_knn_votes(task: Task, X, rows, y) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], float]:
+    """DINO kNN votes of each nested training subset of one fold from one similarity product
+    (test rows in blocks against the union of the subsets). Returns [(classes, votes, sums)], seconds."""
+    t0 = time.perf_counter()
+    full = np.unique(np.concatenate(task.subsets))
+    z_full = l2_normalize(take_rows(X, rows, full))
+    per_subset = []
+    for train in task.subsets:
+        classes = np.unique(y[train])
+        per_subset.append((np.searchsorted(full, train), np.searchsorted(classes, y[train]), classes, [], []))
+    for b in row_blocks(len(task.test), knn_block_rows(len(full))):
+        sim = l2_normalize(take_rows(X, rows, task.test[b])) @ z_full.T
+        for cols, pos, classes, votes, sums in per_subset:
+            v, s = weighted_knn_scores(sim[:, cols], pos, len(classes), STANDARD_K, TEMPERATURE)
+            votes.append(v)
+            sums.append(s)
+    out = [(classes, np.concatenate(votes), np.concatenate(sums)) for _, _, classes, votes, sums in per_subset]
+    return out, time.perf_counter() - t0
+
+
+def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None,
+             rows: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Fit and evaluate ``task`` on features ``X`` and labels ``y`` (N,). Returns one dict per subset.
+
+    ``X`` is (N, D), or (M, D) with M >= N when ``rows`` (N,) says which of
+    its rows the N labelled images are (e.g. a memory-mapped store that also
+    holds unlabelled images); only the rows the task uses are read.
     ``extras`` may hold ``Z`` (the double-normalised features) and the
     candidate lists ``cand_idx``/``cand_dist`` of :mod:`.neighbours`, which the
     reference kNN uses instead of normalising and multiplying per task.
@@ -121,14 +192,12 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     out = []
     y_test = y[task.test]
     reference_knn = task.probe == "knn" and task.protocol.knn == "reference" and "Z" in extras
-    x_test = None if reference_knn else np.asarray(X[task.test])
+    # this package's protocol reads the test rows block by block; the reference reads them at once
+    x_test = None if reference_knn or task.metric_mode == RANKED else take_rows(X, rows, task.test)
     shared = None
     if task.probe == "knn" and task.protocol.knn == "dino" and len(task.subsets) > 1 and task.device is None:
         # nested subsets of one training fold: one similarity product for all of them
-        t0 = time.perf_counter()
-        full = np.unique(np.concatenate(task.subsets))
-        sim_full = l2_normalize(x_test) @ l2_normalize(np.asarray(X[full])).T
-        shared = (full, sim_full, time.perf_counter() - t0)
+        shared = _shared_knn_votes(task, X, rows, y)
     previous = None
     for i, (key, train) in enumerate(zip(task.keys, task.subsets)):
         keep = task.keep_predictions and i == len(task.subsets) - 1  # predictions of the last subset only
@@ -146,10 +215,8 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
         classes = np.unique(y_train)
         n_iter = None
         if shared is not None:
-            full, sim_full, t_sim = shared
-            cols = np.searchsorted(full, train)
-            pos = np.searchsorted(classes, y_train)
-            votes, sums = weighted_knn_scores(sim_full[:, cols], pos, len(classes), STANDARD_K, TEMPERATURE)
+            _, votes, sums = shared[0][i]
+            t_sim = shared[1]
             ranking = classes[rank_votes(votes, sums, task.seed)]
             t_fit = t_sim / len(task.subsets)
             t_pred = time.perf_counter() - t0
@@ -161,12 +228,12 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
         else:
             model = make_probe(task.probe, task.protocol, y_train, seed=task.seed, shots=task.shots,
                                device=task.device)
-            fit_quietly(model, np.asarray(X[train]), y_train)
+            fit_quietly(model, take_rows(X, rows, train), y_train)
             n_iter = n_iterations(model)
             t_fit = time.perf_counter() - t0
             t1 = time.perf_counter()
             if task.metric_mode == RANKED:
-                ranking = rank_labels(model, x_test)
+                ranking = _ranking(model, task, X, rows, task.seed)
                 proba = None
             else:
                 proba = model.predict_proba(x_test)
@@ -199,12 +266,35 @@ def run_task(task: Task, X: np.ndarray, y: np.ndarray, extras: dict[str, np.ndar
     return out
 
 
-def _run_from_files(x_path: str, y_path: str, task: Task, extra_paths: dict[str, str] | None = None
-                    ) -> list[dict[str, Any]]:
+def file_backing(X: np.ndarray) -> dict[str, Any] | None:
+    """Where ``X`` lies on disk, when it is a whole memory-mapped file (e.g. a store's ``features.npy``
+    opened with ``mmap_mode="r"``): ``{"filename", "dtype", "shape", "offset"}``; None otherwise."""
+    if not isinstance(X, np.ndarray) or not X.flags.c_contiguous:
+        return None
+    base = X
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    if base is None or not getattr(base, "filename", None) or not isinstance(base.base, mmap.mmap):
+        return None
+    if base.shape != X.shape or base.dtype != X.dtype or base.ctypes.data != X.ctypes.data:
+        return None  # a part of a mapped file: it is not where X starts
+    return {"filename": str(base.filename), "dtype": X.dtype.str, "shape": tuple(X.shape), "offset": int(base.offset)}
+
+
+def _open_features(source: dict[str, Any]) -> np.ndarray:
+    if "npy" in source:
+        return np.load(source["npy"], mmap_mode="r")
+    return np.memmap(source["filename"], dtype=np.dtype(source["dtype"]), mode="r", offset=source["offset"],
+                     shape=source["shape"])
+
+
+def _run_from_files(x_source: dict[str, Any], y_path: str, rows_path: str | None, task: Task,
+                    extra_paths: dict[str, str] | None = None) -> list[dict[str, Any]]:
     # memory-mapped per task (opening is cheap), so no worker keeps a run's data once it is done
     extras = {k: np.load(p, mmap_mode="r") for k, p in (extra_paths or {}).items()}
     limit_worker_blas()
-    return run_task(task, np.load(x_path, mmap_mode="r"), np.load(y_path), extras)
+    rows = None if rows_path is None else np.load(rows_path)
+    return run_task(task, _open_features(x_source), np.load(y_path), extras, rows=rows)
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:
@@ -218,12 +308,15 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
 
 def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None = -1,
             progress: bool = False, desc: str = "probes",
-            extras: dict[str, np.ndarray] | None = None) -> list[list[dict[str, Any]]]:
+            extras: dict[str, np.ndarray] | None = None, rows: np.ndarray | None = None
+            ) -> list[list[dict[str, Any]]]:
     """Run ``tasks`` and return their results in task order.
 
     ``n_jobs`` worker processes (-1: all CPUs); 1 runs in this process. Each
-    task uses one BLAS thread. The largest tasks are started first. ``extras``
-    (arrays shared by all tasks) reach the workers memory-mapped, like ``X``.
+    task uses one BLAS thread. The largest tasks are started first. ``rows``:
+    as in :func:`run_task`. Workers open a memory-mapped ``X`` from its own
+    file; ``X`` held in memory and ``extras`` (arrays shared by all tasks)
+    reach them as a temporary memory-mapped ``.npy``.
     """
     extras = extras or {}
     if not tasks:
@@ -237,33 +330,40 @@ def execute(tasks: list[Task], X: np.ndarray, y: np.ndarray, n_jobs: int | None 
             results = []
             with compute_context(blas=1):
                 for t in tasks:
-                    results.append(run_task(t, X, y, extras))
+                    results.append(run_task(t, X, y, extras, rows=rows))
                     bar.update(1)
             return results
         try:
-            return _execute_parallel(tasks, X, y, n_jobs, bar, extras)
+            return _execute_parallel(tasks, X, y, n_jobs, bar, extras, rows)
         except (OSError, ImportError, RuntimeError) as exc:  # e.g. no worker processes allowed here
             log.warning("probe workers could not run (%s); continuing in this process", exc)
             bar.close()
-            return execute(tasks, X, y, n_jobs=1, progress=progress, desc=desc, extras=extras)
+            return execute(tasks, X, y, n_jobs=1, progress=progress, desc=desc, extras=extras, rows=rows)
     finally:
         bar.close()
 
 
-def _execute_parallel(tasks, X, y, n_jobs, bar, extras):
+def _execute_parallel(tasks, X, y, n_jobs, bar, extras, rows=None):
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
     results: list[Any] = [None] * len(tasks)
     with tempfile.TemporaryDirectory(prefix="palaeo-ssl-probes-") as tmp:
-        x_path = str(Path(tmp) / "X.npy")
+        x_source = file_backing(X)
+        if x_source is None:  # features in memory only: one copy on disk for the workers
+            x_source = {"npy": str(Path(tmp) / "X.npy")}
+            np.save(x_source["npy"], np.ascontiguousarray(X))
         y_path = str(Path(tmp) / "y.npy")
-        np.save(x_path, np.ascontiguousarray(X))
         np.save(y_path, np.asarray(y))
+        rows_path = None
+        if rows is not None:
+            rows_path = str(Path(tmp) / "rows.npy")
+            np.save(rows_path, np.asarray(rows))
         extra_paths = {}
         for name, arr in extras.items():
             extra_paths[name] = str(Path(tmp) / f"{name}.npy")
             np.save(extra_paths[name], np.ascontiguousarray(arr))
         gen = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=1,
-                       pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_path, y_path, tasks[i], extra_paths)
+                       pre_dispatch="2*n_jobs")(delayed(_run_from_files)(x_source, y_path, rows_path, tasks[i],
+                                                                         extra_paths)
                                                 for i in order)
         for i, res in zip(order, gen):
             results[i] = res

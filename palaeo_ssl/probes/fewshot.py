@@ -88,8 +88,8 @@ def run_few_shot(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, shots: Sequence
     t1 = time.perf_counter()
     extras = (reference_knn_extras(data.X, n_jobs, candidates=False)
               if protocol.knn == "reference" and "knn" in probes else None)
-    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress, desc=f"{protocol.name} few-shot",
-                      extras=extras)
+    results = execute(tasks, data.features, data.y, n_jobs=n_jobs, progress=progress,
+                      desc=f"{protocol.name} few-shot", extras=extras, rows=data.rows)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
     rows = []
@@ -116,7 +116,7 @@ def run_few_shot(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, shots: Sequence
 
 def _tasks(data: LabelledData, protocol: Protocol, probes, shots, episodes, seed, n_query):
     y = data.y
-    d, c = data.X.shape[1], data.n_classes
+    d, c = data.dim, data.n_classes
     counts = np.bincount(y, minlength=c)
     tasks: list[Task] = []
     support: dict[tuple[int, int], np.ndarray] = {}

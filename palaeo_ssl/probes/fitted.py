@@ -91,18 +91,19 @@ def fit_probe(emb, probe: str = "logreg", protocol: ProtocolLike = DEFAULT_PROTO
     name = parse_probes([probe], protocol)[0]
     emb = load_embeddings(emb)
     data = prepare(emb)
-    X, y = data.X, data.y
+    y = data.y
+    keep = None
     limit = protocol.max_train_images
     subsample = None
     if limit is not None and len(y) > limit:
         keep = np.sort(nested_stratified_order(y, np.random.default_rng([seed, 0x5B5]))[:limit])
-        X, y = X[keep], y[keep]
+        y = y[keep]
         subsample = {"max_train_images": limit, "n_available": int(len(data.y)), "n_used": int(limit),
                      "rule": "seeded stratified subsample"}
     model = make_probe(name, protocol, y, seed=seed, device=resolve_device(device))
-    fit_quietly(model, X, y)
+    fit_quietly(model, data.X if keep is None else data.take(keep), y)  # only the rows it learns from
     meta = {k: v for k, v in emb.meta.items() if not k.startswith("_")}
     if subsample:
         meta["train_subsample"] = subsample
     return FittedProbe(probe=name, protocol=protocol.name, model=model, class_names=list(data.class_names),
-                       dim=int(data.X.shape[1]), meta=meta)
+                       dim=data.dim, meta=meta)

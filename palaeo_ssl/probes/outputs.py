@@ -41,10 +41,10 @@ import pandas as pd
 
 from .. import report
 from ..embeddings import atomic_write_text
-from ..params import N_JOBS, Interval, check, check_all
+from ..params import N_JOBS, Interval, Options, ParameterError, check, check_all
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 from ..taxonomy import TAXONOMY_PARAM, Taxonomy, load_taxonomy
-from .classifiers import DISPLAY_NAMES, MAX_ITER, parse_probes
+from .classifiers import DISPLAY_NAMES, MAX_ITER, parse_probes, probe_torch_device
 from .confusions import FULL_MATRIX_MAX_CLASSES, N_PAIRS_FIGURE, ConfusionViews, confusion_views, rank_accuracy
 from .fewshot import FEW_SHOT_PARAMS, N_QUERY, FewShotResult, run_few_shot
 from .protocols import CV_PARAMS, CVResult, confusion_table, run_cross_validation
@@ -296,8 +296,14 @@ class ProbeConfig:
     ``protocol`` may be a name or a :class:`~palaeo_ssl.protocol.Protocol` (kept as its name);
     ``probes`` a list or ``"logreg,knn"`` (kept as a tuple of names).
     ``probes`` None, ``n_repeats`` None and ``n_splits`` None take the protocol's
-    defaults. How the work runs (``n_jobs``, ``progress``) is not part of it: the
-    results do not depend on it.
+    defaults. ``max_train_images``: past this many training images the cross-validation's
+    probes learn from a seeded stratified subsample of that size (stated in the tables);
+    None: the protocol's limit (:attr:`~palaeo_ssl.protocol.Protocol.max_train_images`,
+    10,000 for ``standard``); 0: no limit; otherwise at least :data:`MIN_TRAIN_IMAGES`. The
+    ``paper`` protocol refuses a limit: it is the reference and learns from every image.
+    How the work runs (``n_jobs``, ``progress``, ``probe_device`` of
+    :func:`compute_probe_report`) is not part of it: the results do not depend on it
+    (beyond the stated tolerance of the torch path).
     """
 
     protocol: str = DEFAULT_PROTOCOL
@@ -312,10 +318,15 @@ class ProbeConfig:
     n_query: int = N_QUERY
     literature_best: float | None = None
     taxonomy: str | None = None
+    max_train_images: int | None = None
 
     def __post_init__(self):
         proto = get_protocol(self.protocol)
         check_all({k: getattr(self, k) for k in PROBE_PARAMS}, PROBE_PARAMS)
+        if proto.reference_splits and self.max_train_images:
+            raise ParameterError("max_train_images", f"the {proto.name} protocol is the reference and learns from "
+                                 "every training image; {name} (a training-size limit) applies to the standard "
+                                 "protocol only (leave it unset, or 0)")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalise once here)
         set_("protocol", proto.name)
         set_("probes", parse_probes(self.probes, proto))
@@ -331,10 +342,21 @@ class ProbeConfig:
     def folds(self) -> int:
         return self.n_splits or get_protocol(self.protocol).cv_folds
 
+    @property
+    def train_limit(self) -> int | None:
+        """The training-size limit in force: the protocol's (None: no limit) unless set; 0 means none."""
+        if self.max_train_images is None:
+            return get_protocol(self.protocol).max_train_images
+        return self.max_train_images or None
+
+
+#: the smallest training-size limit ``max_train_images`` accepts (0 = no limit)
+MIN_TRAIN_IMAGES = 100
 
 #: constraints of the probe stage's parameters
 PROBE_PARAMS = {**CV_PARAMS, **FEW_SHOT_PARAMS,
-                "literature_best": [Interval(float, 0, 1, closed="right"), None], "taxonomy": TAXONOMY_PARAM}
+                "literature_best": [Interval(float, 0, 1, closed="right"), None], "taxonomy": TAXONOMY_PARAM,
+                "max_train_images": [Interval(int, MIN_TRAIN_IMAGES, None), Options((0,)), None]}
 PROBE_PARAMS.pop("n_jobs")
 
 
@@ -365,11 +387,20 @@ class ProbeReport:
         return out
 
 
-def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, progress: bool = False) -> ProbeReport:
-    """Cross-validation and few-shot of ``emb`` as ``config`` says; nothing is written."""
+def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, progress: bool = False,
+                         probe_device: str = "cpu") -> ProbeReport:
+    """Cross-validation and few-shot of ``emb`` as ``config`` says; nothing is written.
+
+    ``probe_device`` (not part of the config: the numbers agree within the solver's
+    tolerance) is where the standard protocol's logistic regression and kNN run:
+    ``"cpu"`` (numpy/scipy, the default), ``"cuda"``, ``"auto"`` (CUDA where torch sees a
+    GPU) or ``"torch-cpu"`` (the CUDA code path run on the CPU); see
+    :func:`~palaeo_ssl.probes.classifiers.probe_torch_device`.
+    """
     from ..embeddings import load_embeddings
 
     check("n_jobs", n_jobs, [N_JOBS, None])
+    device = probe_torch_device(probe_device)
     emb = load_embeddings(emb)
     c = config
     timings: dict[str, float] = {}
@@ -377,7 +408,8 @@ def compute_probe_report(emb, config: ProbeConfig, n_jobs: int | None = -1, prog
     if c.taxonomy is not None:  # a bad taxonomy file fails before the cross-validation, not after
         load_taxonomy(emb.class_names, c.taxonomy)
     cv = run_cross_validation(emb, protocol=c.protocol, probes=c.probes, seed=c.seed, fractions=c.fractions,
-                              n_repeats=c.n_repeats, n_splits=c.n_splits, n_jobs=n_jobs, progress=progress)
+                              n_repeats=c.n_repeats, n_splits=c.n_splits, n_jobs=n_jobs, progress=progress,
+                              max_train=c.train_limit, device=device)
     timings["cross-validation"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     views, by_rank = _confusions(emb, cv, c.taxonomy)
@@ -466,26 +498,29 @@ def run_probe_report(emb, out: str | Path, protocol: ProtocolLike = DEFAULT_PROT
                      few_shot: bool = True, fractions: Sequence[float] = FRACTIONS, n_repeats: int | None = None,
                      n_splits: int | None = None, shots: Sequence[int] = SHOTS, episodes: int = 50,
                      n_query: int = N_QUERY, n_jobs: int | None = -1, progress: bool = False,
-                     taxonomy: str | Path | None = None) -> ProbeReport:
+                     taxonomy: str | Path | None = None, max_train_images: int | None = None,
+                     probe_device: str = "cpu") -> ProbeReport:
     """Cross-validation and few-shot for ``emb`` with every table and figure written into ``out``.
 
     The options are those of :class:`ProbeConfig` (checked there; errors name the
     parameter). ``literature_best`` (a top-1 accuracy in (0, 1]) is drawn as a line
     on the accuracy figures. ``taxonomy`` is a CSV of higher ranks (``class,genus,...``;
-    default: genus from the first word of the class names). Returns the :class:`ProbeReport` with ``files`` and
+    default: genus from the first word of the class names). ``max_train_images`` (None: the
+    protocol's limit; 0: none) and ``probe_device`` as in :class:`ProbeConfig` and
+    :func:`compute_probe_report`. Returns the :class:`ProbeReport` with ``files`` and
     ``timings`` (compute and writing, in seconds).
     """
     config = ProbeConfig(protocol=protocol, probes=probes, seed=seed,
                          fractions=tuple(fractions), n_repeats=n_repeats, n_splits=n_splits, few_shot=few_shot,
                          shots=tuple(shots), episodes=episodes, n_query=n_query, literature_best=literature_best,
-                         taxonomy=taxonomy)
-    result = compute_probe_report(emb, config, n_jobs=n_jobs, progress=progress)
+                         taxonomy=taxonomy, max_train_images=max_train_images)
+    result = compute_probe_report(emb, config, n_jobs=n_jobs, progress=progress, probe_device=probe_device)
     t = time.perf_counter()
     write_probe_report(result, out)
     result.timings["writing"] = time.perf_counter() - t
     return result
 
 
-__all__ = ["ProbeConfig", "ProbeReport", "compute_probe_report", "write_probe_report", "run_probe_report",
+__all__ = ["ProbeConfig", "MIN_TRAIN_IMAGES", "ProbeReport", "compute_probe_report", "write_probe_report", "run_probe_report",
            "write_cv_outputs", "write_few_shot_outputs", "classification_tex", "few_shot_tex", "per_class_tex",
            "rank_tex", "pairs_tex", "write_confusion_views"]

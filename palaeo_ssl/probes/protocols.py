@@ -25,7 +25,7 @@ from ..params import FRACTION, N_JOBS, POSITIVE_INT, SEED, Interval, Kind, Optio
 from ..protocol import DEFAULT_PROTOCOL, Protocol, ProtocolLike, get_protocol
 from ..params import ParameterError
 from .classifiers import DISPLAY_NAMES, parse_probes, resolve_device
-from .engine import REFERENCE_CV, RANKED, Task, estimate_cost, execute, resolve_n_jobs, summed_times
+from .engine import REFERENCE_CV, RANKED, Task, estimate_cost, execute, resolve_n_jobs, summed_times, take_rows
 from .neighbours import candidate_lists, candidates_apply, double_normalize
 from .metrics import ALL_METRICS, METRICS, confusion_counts, majority_baseline, per_class_scores, summarise, \
     t_interval, t_test_pvalue
@@ -51,13 +51,17 @@ CV_PARAMS = {
 # ---------------------------------------------------------------------- data
 @dataclass
 class LabelledData:
-    """The labelled images of an :class:`Embeddings`, with labels renumbered 0..C-1.
+    """The labelled images of an :class:`Embeddings`, with labels renumbered 0..C-1, without copying features.
 
-    X : (N, D) float32; y : (N,) int64; class_names : C names (classes with at
-    least one labelled image, in the store's order); groups : (N,) specimen ids or None.
+    features : (M, D) the embeddings' own features (memory-mapped for a store), every image;
+    rows : (N,) which rows of ``features`` are the N labelled images (None: all M, in order);
+    y : (N,) int64; class_names : C names (classes with at least one labelled
+    image, in the store's order); groups : (N,) specimen ids or None.
+    :meth:`take` reads labelled rows; :attr:`X` is the (N, D) matrix itself.
     """
 
-    X: np.ndarray
+    features: np.ndarray
+    rows: np.ndarray | None
     y: np.ndarray
     class_names: list[str]
     groups: np.ndarray | None
@@ -67,6 +71,22 @@ class LabelledData:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """(len(idx), D) float32 features of labelled images ``idx``; reads only those rows."""
+        return take_rows(self.features, self.rows, np.asarray(idx))
+
+    @property
+    def X(self) -> np.ndarray:
+        """(N, D) float32 features of the labelled images: ``features`` itself when every image is
+        labelled, else a copy of the labelled rows (the probes' protocols read rows with :meth:`take`)."""
+        if self.rows is None:
+            return np.asarray(self.features, dtype=np.float32)
+        return self.take(np.arange(len(self.y)))
+
 
 def prepare(emb: Embeddings | Any, min_classes: int = 2) -> LabelledData:
     """Labelled images of ``emb`` (anything :func:`load_embeddings` accepts) as arrays."""
@@ -74,24 +94,31 @@ def prepare(emb: Embeddings | Any, min_classes: int = 2) -> LabelledData:
     if not emb.has_labels:
         raise UserError("these embeddings have no labels; probes need images sorted into class folders "
                         "or a manifest with a label column")
-    lab = emb.labelled()
-    present, y = np.unique(lab.labels, return_inverse=True)
+    labelled = emb.labels >= 0
+    rows = None if labelled.all() else np.flatnonzero(labelled)  # the features stay where they are
+    pick = (lambda seq: list(seq)) if rows is None else (lambda seq: [seq[i] for i in rows])
+    present, y = np.unique(emb.labels if rows is None else emb.labels[rows], return_inverse=True)
     if len(present) < min_classes:
         raise UserError(f"only {len(present)} class has labelled images; probes need at least {min_classes}")
     groups = None
-    if lab.specimens is not None and any(s not in ("", "nan", "None") for s in lab.specimens):
+    specimens = None if emb.specimens is None else pick(emb.specimens)
+    if specimens is not None and any(s not in ("", "nan", "None") for s in specimens):
         # an image without a specimen id is a specimen of its own
         groups = np.asarray([s if s not in ("", "nan", "None") else f"\0image {i}"
-                             for i, s in enumerate(lab.specimens)], dtype=object)
-    X = np.ascontiguousarray(np.asarray(lab.features, dtype=np.float32))
-    return LabelledData(X=X, y=y.astype(np.int64), class_names=[lab.class_names[i] for i in present],
-                        groups=groups, paths=list(lab.paths))
+                             for i, s in enumerate(specimens)], dtype=object)
+    return LabelledData(features=emb.features, rows=rows, y=y.astype(np.int64),
+                        class_names=[emb.class_names[i] for i in present], groups=groups, paths=pick(emb.paths))
 
 
 def reference_knn_extras(X: np.ndarray, n_jobs: int | None, candidates: bool) -> dict[str, np.ndarray]:
     """Arrays shared by the reference kNN tasks: the double-normalised features and, for
     cross-validation on sets large enough, every image's nearest-neighbour candidates
-    (see :mod:`palaeo_ssl.probes.neighbours`)."""
+    (see :mod:`palaeo_ssl.probes.neighbours`).
+
+    These are (N, D) arrays beside the features, unlike the standard protocol's probes, which
+    read rows from the store: the reference's numbers come from one whole-matrix normalisation
+    and blocked products that the candidate lists reproduce bit for bit, and the paper protocol
+    exists to reproduce the reference's published tables, not to scale."""
     z = double_normalize(X)
     extras = {"Z": z}
     if candidates and candidates_apply(z.shape[0], z.shape[1]):
@@ -280,12 +307,14 @@ def run_cross_validation(emb, protocol: ProtocolLike = DEFAULT_PROTOCOL, probes:
                                          max_train=max_train, device=device)
     t_split = time.perf_counter() - t0
     t1 = time.perf_counter()
+    # the reference kNN's shared arrays (double-normalised Z, candidate lists) are computed once for all
+    # tasks, as in the reference's arithmetic; the paper protocol is the reference, not a large-scale path
     extras = (reference_knn_extras(data.X, n_jobs, candidates=True)
               if protocol.knn == "reference" and "knn" in probes else None)
     t_knn = time.perf_counter() - t1
     t1 = time.perf_counter()
-    results = execute(tasks, data.X, data.y, n_jobs=n_jobs, progress=progress,
-                      desc=f"{protocol.name} cross-validation", extras=extras)
+    results = execute(tasks, data.features, data.y, n_jobs=n_jobs, progress=progress,
+                      desc=f"{protocol.name} cross-validation", extras=extras, rows=data.rows)
     t_fit = time.perf_counter() - t1
     t2 = time.perf_counter()
     keys = ["train_fraction", "repeat", "fold"] + ([] if protocol.reference_splits else ["n_train_available"])
@@ -359,7 +388,7 @@ def _paper_tasks(data: LabelledData, protocol: Protocol, probes, seed, fractions
                         keys=[{"train_fraction": frac, "repeat": r, "fold": f_i}], test=test,
                         metric_mode=REFERENCE_CV, n_classes_eval=c, seed=seed,
                         keep_predictions=(frac == keep_fraction and r == 0),
-                        cost=estimate_cost(p, len(train), len(test), data.X.shape[1], c)))
+                        cost=estimate_cost(p, len(train), len(test), data.dim, c)))
     cols = ["train_fraction", "repeat", "fold", "reason"]
     return tasks, pd.DataFrame(skipped, columns=cols)
 
@@ -380,7 +409,7 @@ def _standard_tasks(data: LabelledData, protocol: Protocol, probes, seed, fracti
                     max_train=None, device=None):
     splits = standard_splits(data.y, data.groups, n_splits, n_repeats, protocol.repeat_seed_base + seed, fractions,
                              max_train=max_train)
-    d, c = data.X.shape[1], data.n_classes
+    d, c = data.dim, data.n_classes
     tasks: list[Task] = []
     for s in splits:
         keys = [{"train_fraction": f, "repeat": s.repeat, "fold": s.fold, "n_train_available": s.available[f]}
