@@ -6,7 +6,9 @@ one, each in a child process of its own (probes, morphospace, explorer), on the
 memory-mapped store. Each child reports its wall time, its peak RSS and the
 stage's own sub-timings; this parent fits a growth exponent per stage
 (``seconds ~ N^b`` by least squares on log-log over the 50-class sizes that
-were measured) and projects to 10^6 and 10^7 images.
+were measured) and projects to 10^6 and 10^7 images. Memory is the peak of the
+stage's whole process tree (its worker processes too), sampled as the sum of
+proportional set sizes, and never less than the stage process's own peak RSS.
 
 The features are not well-separated Gaussian blobs: a low-rank class
 structure (64 latent directions, class centres close together, per-image
@@ -113,6 +115,45 @@ def child(stage: str, store: str, results: str) -> None:
     print("RESULT " + json.dumps(info, default=float), flush=True)
 
 
+class TreeMemory:
+    """Samples the memory of a process and all its descendants (the stage's worker processes too)
+    every ``interval`` seconds: the largest sum of their proportional set sizes (PSS: a page shared
+    by k processes, such as a memory-mapped store, counts 1/k in each), i.e. the physical memory the
+    stage held at once. The child's own ``ru_maxrss`` misses its worker processes."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        import threading
+
+        import psutil
+
+        self.root, self.interval, self.peak_mb = psutil.Process(pid), interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0.0
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            for pr in procs:
+                try:
+                    total += pr.memory_full_info().pss / 2**20
+                except psutil.Error:
+                    pass
+            self.peak_mb = max(self.peak_mb, total)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
 def measure(stage: str, store: Path, results: Path, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--child", stage, "--store", str(store), "--results", str(results)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -120,18 +161,27 @@ def measure(stage: str, store: Path, results: Path, timeout: float) -> dict:
     # a session of its own, so that a stage stopped at the timeout takes its worker processes with it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
+    tree = TreeMemory(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+        tree.stop()
         return {"status": f"stopped after {timeout:.0f} s", "seconds": time.perf_counter() - t}
+    tree_mb = tree.stop()
     proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if proc.returncode != 0:
         return {"status": "failed: " + proc.stderr.strip().splitlines()[-1][-300:] if proc.stderr.strip() else "failed",
                 "seconds": time.perf_counter() - t}
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return {"status": "ok", **json.loads(line[7:])}
+    return {"status": "ok", **json.loads(line[7:]), "peak_tree_pss_mb": tree_mb}
+
+
+def peak_mb(r: dict) -> float:
+    """A stage's peak memory: the process tree's sampled PSS where measured, and never less than the
+    child's own peak RSS (which the sampling can miss between two samples)."""
+    return max(r["peak_rss_mb"], r.get("peak_tree_pss_mb", 0.0))
 
 
 # ---------------------------------------------------------------------- the table
@@ -144,17 +194,17 @@ def fit_exponent(ns: list[int], values: list[float]) -> float | None:
 
 def table(db: dict) -> str:
     """The README table: measured rows, then the projections from the fitted exponents (50 classes)."""
-    rows = ["| images x features, classes | stage | time | peak RSS | |", "|---|---|---|---|---|"]
+    rows = ["| images x features, classes | stage | time | peak memory | |", "|---|---|---|---|---|"]
     keys = sorted(db, key=lambda k: (db[k]["n"], db[k]["classes"], STAGES.index(db[k]["stage"])))
     for k in keys:
         r = db[k]
         time_s = f"{r['seconds'] / 60:.1f} min" if r["status"] == "ok" else f"> {r['seconds'] / 60:.0f} min"
-        rss = f"{r['peak_rss_mb'] / 1024:.2f} GB" if r["status"] == "ok" else "-"
+        rss = f"{peak_mb(r) / 1024:.2f} GB" if r["status"] == "ok" else "-"
         rows.append(f"| {r['n']:,} x {r['dim']:,}, {r['classes']} | {r['stage']} | {time_s} | {rss} | measured |")
     proj = ["", "| stage | exponent (time) | exponent (RSS) | 10^6 time | 10^6 RSS | 10^7 time | 10^7 RSS |",
             "|---|---|---|---|---|---|---|"]
     for stage in STAGES:
-        pts = sorted((r["n"], r["seconds"], r["peak_rss_mb"]) for r in db.values()
+        pts = sorted((r["n"], r["seconds"], peak_mb(r)) for r in db.values()
                      if r["stage"] == stage and r["classes"] == 50 and r["status"] == "ok")
         if len(pts) < 2:
             continue
@@ -202,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 db[f"{n}:{c}:{stage}"] = {"n": n, "classes": c, "dim": args.dim, "stage": stage,
                                            "load_average": os.getloadavg()[0], **r}
                 db_path.write_text(json.dumps(db, indent=1, default=float))
-                rss = f"{r['peak_rss_mb'] / 1024:.2f} GB" if "peak_rss_mb" in r else "-"
-                print(f"  {stage:<12} {r['status']:<10} {r['seconds']:8.1f} s  peak RSS {rss}", flush=True)
+                rss = (f"{peak_mb(r) / 1024:.2f} GB (process tree PSS {r['peak_tree_pss_mb'] / 1024:.2f} GB, "
+                       f"the stage's own process RSS {r['peak_rss_mb'] / 1024:.2f} GB)" if "peak_rss_mb" in r else "-")
+                print(f"  {stage:<12} {r['status']:<10} {r['seconds']:8.1f} s  peak memory {rss}", flush=True)
                 for k, v in r.get("timings_s", {}).items():
                     if isinstance(v, (int, float)) and v >= 1:
                         print(f"      {k:<50} {v:8.1f} s")
@@ -214,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         rs = [r for r in db.values() if r["n"] == n and r["classes"] == 50]
         if len(rs) == len(STAGES) and all(r["status"] == "ok" for r in rs):
             total = sum(r["seconds"] for r in rs)
-            peak = max(r["peak_rss_mb"] for r in rs) / 1024
+            peak = max(peak_mb(r) for r in rs) / 1024
             ok = total <= limit_s and (limit_gb is None or peak <= limit_gb)
             print(f"run --protocol standard at {n:,}: {total / 60:.1f} min (target {limit_s / 60:.0f}), peak "
                   f"{peak:.2f} GB{f' (target {limit_gb:.0f})' if limit_gb else ''}: {'met' if ok else 'NOT met'}")
