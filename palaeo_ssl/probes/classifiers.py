@@ -152,11 +152,9 @@ def probe_torch_device(probe_device: str) -> str | None:
     if value == "auto":
         return resolve_device("auto")
     if value == "cuda" or value.startswith("cuda:"):
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency
-            torch = None
-        if torch is None or not torch.cuda.is_available():
+        import torch
+
+        if not torch.cuda.is_available():
             raise ParameterError("probe_device", f"{{name}} is {probe_device!r}, but torch sees no CUDA GPU on this "
                                  "machine; use 'cpu' (numpy/scipy) or 'auto' (CUDA where there is one)")
         return resolve_device(value)
