@@ -13,6 +13,7 @@ renamed over it, so a reader never sees half a file, even after ``kill -9``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -97,6 +98,29 @@ def atomic_save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     _atomic_write(path, "wb", lambda fh: np.savez(fh, **arrays))
 
 
+#: distributions whose version can change a cached number (read from the installed metadata, no import)
+NUMERIC_LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "umap-learn", "pynndescent",
+                     "pandas")
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> dict[str, str]:
+    """The code that makes a cached result: palaeo-ssl's version and the versions of the libraries that change
+    the numbers (:data:`NUMERIC_LIBRARIES`; "absent" for one not installed). Every cache key includes it, so a
+    result made by other code is never reused."""
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"palaeo_ssl": __version__}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
 def user_cache_dir(*parts: str) -> Path:
     """palaeo-ssl's folder in the user's cache (``$XDG_CACHE_HOME/palaeo-ssl``, ``~/.cache`` by default), joined
     with ``parts`` (the embedding store's default home, the demo's smoke model)."""
@@ -119,5 +143,5 @@ def unlink_quietly(path: str | Path) -> None:
         pass
 
 
-__all__ = ["jsonable", "canonical_json", "key_hash", "array_digest", "atomic_write_text", "atomic_write_json",
+__all__ = ["jsonable", "canonical_json", "key_hash", "array_digest", "code_version", "atomic_write_text", "atomic_write_json",
            "atomic_save_npy", "atomic_save_npz", "read_json", "unlink_quietly", "user_cache_dir"]

@@ -80,3 +80,15 @@ def test_embeddings_identity_one_definition(tmp_path):
     # a store on disk: its index and settings, stable across loads
     folder = emb.save(tmp_path / "store")
     assert load_embeddings(folder).identity() == load_embeddings(folder).identity()
+
+
+def test_code_version_names_the_package_and_the_numeric_libraries():
+    from importlib import metadata
+
+    import palaeo_ssl
+    from palaeo_ssl.cache import NUMERIC_LIBRARIES, code_version
+
+    v = code_version()
+    assert v["palaeo_ssl"] == palaeo_ssl.__version__
+    assert set(v) == {"palaeo_ssl", *NUMERIC_LIBRARIES}
+    assert v["scikit-learn"] == metadata.version("scikit-learn") and v["numpy"] == metadata.version("numpy")
