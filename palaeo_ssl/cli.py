@@ -4,8 +4,9 @@ Each subcommand lives in ``palaeo_ssl.commands.<name>`` and provides
 ``register(subparsers)`` (adds its parser and sets ``func``). The functions it
 calls live in the library; the CLI only parses, calls and summarises.
 
-Exit codes: 0 success, 2 bad usage or bad input (with a message that says what
-to do), 1 an unexpected error, 130 interrupted. A value the library refuses
+Exit codes: 0 success, 2 bad usage or bad input (with a one-line message that
+says what to do; a value quoted in it keeps its braces, percent signs and quotes,
+and shows a line break as ``\n``), 1 an unexpected error, 130 interrupted. A value the library refuses
 (:class:`~palaeo_ssl.params.ParameterError`) is reported under its flag, through
 the one map :data:`palaeo_ssl.commands.FLAGS`.
 """
@@ -18,7 +19,7 @@ import logging
 import sys
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, one_line
 from .params import ParameterError
 
 # Subcommand modules, in the order --help lists them.
@@ -26,9 +27,8 @@ COMMANDS = ("demo", "extract", "probe", "classify", "suggest", "morphospace", "s
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # exit 2 with a pointer to --help
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n(run '{self.prog} --help' for every option)\n")
+    def error(self, message: str):  # exit 2: one line, with a pointer to --help
+        self.exit(2, one_line(f"{self.prog}: error: {message} (run '{self.prog} --help' for every option)") + "\n")
 
 
 #: other names of commands (``visualize``)
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:  # the library names its parameter; the user typed a flag
         from .commands import flag_for
 
-        print(f"palaeo-ssl {args.command}: error: {exc.message_for(flag_for(exc.param))}", file=sys.stderr)
+        print(one_line(f"palaeo-ssl {args.command}: error: {exc.message_for(flag_for(exc.param))}"), file=sys.stderr)
         return 2
     except UserError as exc:
-        print(f"palaeo-ssl {args.command}: error: {exc}", file=sys.stderr)
+        print(one_line(f"palaeo-ssl {args.command}: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"palaeo-ssl {args.command}: interrupted; everything already computed is kept on disk.", file=sys.stderr)

@@ -8,6 +8,13 @@ Python callers can catch it like any other exception.
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks and other control characters shown as escapes (``\\n``), as
+    ``repr`` shows them, so that a message quoting a value with a newline or a terminal escape is still one
+    line of plain text. Every other character (non-ASCII included) is kept."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
 class UserError(Exception):
     """Bad input or environment that the user can fix (exit code 2 on the CLI)."""
 

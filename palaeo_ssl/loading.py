@@ -390,11 +390,11 @@ class InFlight:
 def resolve_decoder(decode: str, device: torch.device) -> str:
     """``auto`` -> ``cpu`` (GPU decoding's speed on real data is unmeasured, so it is never chosen on its
     own); ``gpu`` needs a CUDA device and torchvision's nvJPEG decoder, else a ParameterError."""
-    from .params import ParameterError
+    from .params import ParameterError, shown
 
     decode = (decode or "auto").lower()
     if decode not in DECODERS:
-        raise ParameterError("decode", f"{{name}} {decode!r} is not one of {', '.join(DECODERS)}")
+        raise ParameterError("decode", "{name} " + shown(decode) + f" is not one of {', '.join(DECODERS)}")
     if decode != "gpu":
         return "cpu"
     if device.type != "cuda":
@@ -408,7 +408,7 @@ def check_gpu_decoder(device: torch.device, decode: Callable[[list, torch.device
     """Decode one tiny JPEG on ``device``; a ParameterError naming ``decode`` if the GPU decoder is unusable."""
     from PIL import Image
 
-    from .params import ParameterError
+    from .params import ParameterError, literal
 
     buf = io.BytesIO()
     Image.new("RGB", (16, 16), (120, 30, 200)).save(buf, format="JPEG")
@@ -418,4 +418,5 @@ def check_gpu_decoder(device: torch.device, decode: Callable[[list, torch.device
     except Exception as exc:
         raise ParameterError(
             "decode", f"{{name}} gpu: this torchvision cannot decode JPEGs on {device} ({type(exc).__name__}: "
-                      f"{str(exc)[:200]}); use {{name}} cpu, or install a torchvision built with CUDA") from None
+                      + literal(str(exc)[:200]) + "); use {name} cpu, or install a torchvision built with CUDA"
+        ) from None

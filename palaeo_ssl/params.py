@@ -33,21 +33,51 @@ from typing import Any, Callable, Iterable, Mapping
 from .errors import UserError
 
 
+#: marks around a value given by the user inside a :class:`ParameterError` template (see :func:`literal`)
+_DATA_START, _DATA_END = "\ue000", "\ue001"
+
+
+def literal(value: Any) -> str:
+    """``value`` as text that a :class:`ParameterError` template shows exactly as it is: never taken for the
+    ``{name}`` placeholder, whatever braces, percent signs or quotes it holds."""
+    text = str(value).replace(_DATA_START, "").replace(_DATA_END, "")
+    return f"{_DATA_START}{text}{_DATA_END}"
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` as :func:`literal` data: how a refused value is quoted in a message (quotes, escaped
+    newlines and control characters, so that the message stays on one line)."""
+    return literal(repr(value))
+
+
+def fill_template(template: str, name: str) -> str:
+    """``template`` with every ``{name}`` outside :func:`literal` data replaced by ``name``; the data is kept
+    exactly. Nothing is a format string: braces and percent signs anywhere are plain text."""
+    out, inside = [], False
+    for part in template.replace(_DATA_END, _DATA_START).split(_DATA_START):
+        out.append(part if inside else part.replace("{name}", name))
+        inside = not inside
+    return "".join(out)
+
+
 class ParameterError(UserError, ValueError):
     """A public parameter outside its allowed values; ``param`` is its Python name.
 
     ``template`` holds the message with ``{name}`` where the parameter's name
-    goes, so the command line can put its flag there instead.
+    goes, so the command line can put its flag there instead. The template is not a
+    format string: ``{name}`` is the only placeholder, every other brace is text, and a
+    value the user gave goes in as data (:func:`literal`, :func:`shown`), so that no text
+    of theirs is ever read as a placeholder.
     """
 
     def __init__(self, param: str, template: str):
         self.param = param
         self.template = template
-        super().__init__(template.format(name=param))
+        super().__init__(fill_template(template, param))
 
     def message_for(self, name: str) -> str:
         """The message with ``name`` (e.g. a command-line flag) in place of the parameter's name."""
-        return self.template.format(name=name)
+        return fill_template(self.template, name)
 
 
 @dataclass(frozen=True)
@@ -142,8 +172,7 @@ def check(name: str, value: Any, constraints: Any) -> Any:
     if any(c.accepts(value) for c in real):
         return value
     allowed = " or ".join(c.describe() for c in real)  # None (= the default) is not worth a mention
-    raise ParameterError(name, "{name} must be " + allowed.replace("{", "{{").replace("}", "}}")
-                         + f", not {value!r}".replace("{", "{{").replace("}", "}}"))
+    raise ParameterError(name, "{name} must be " + literal(allowed) + ", not " + shown(value))
 
 
 def check_all(values: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
@@ -185,5 +214,5 @@ SEED = Interval(int, None, None)
 FRACTION = Interval(float, 0, 1, closed="right")
 N_JOBS = Interval(int, None, None)
 
-__all__ = ["ParameterError", "Interval", "Options", "Sequence", "Kind", "check", "check_all", "validate_params",
+__all__ = ["ParameterError", "fill_template", "literal", "shown", "Interval", "Options", "Sequence", "Kind", "check", "check_all", "validate_params",
            "POSITIVE_INT", "NON_NEGATIVE_INT", "SEED", "FRACTION", "N_JOBS"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from .params import ParameterError
+from .params import ParameterError, shown
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def get_protocol(protocol: ProtocolLike, param: str = "protocol") -> Protocol:
         return protocol
     found = PROTOCOLS.get(str(protocol).strip().lower()) if isinstance(protocol, str) else None
     if found is None:
-        raise ParameterError(param, "{name} must be one of " + ", ".join(PROTOCOLS) + f", not {protocol!r}")
+        raise ParameterError(param, "{name} must be one of " + ", ".join(PROTOCOLS) + ", not " + shown(protocol))
     return found
 
 
@@ -140,7 +140,7 @@ def expand(protocol: ProtocolLike, param: str = "protocol") -> list[Protocol]:
         return [get_protocol(protocol, param)]
     except ParameterError:
         raise ParameterError(param, "{name} must be one of " + ", ".join([*PROTOCOLS, ALL])
-                             + f", not {protocol!r}") from None
+                             + ", not " + shown(protocol)) from None
 
 
 def choices(with_all: bool = False) -> list[str]:

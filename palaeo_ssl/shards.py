@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import atomic_write_json, read_json
-from .params import ParameterError
+from .params import ParameterError, shown
 from .report import now_iso, peak_rss_mb
 from .store import CHUNK_DIR, SHARD_DIR
 
@@ -54,9 +54,8 @@ def parse_shard(value: Any) -> tuple[int, int] | None:
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         i, n = int(value[0]), int(value[1])
     if i is None or n is None or not (n >= 1 and 0 <= i < n):
-        shown = repr(value).replace("{", "{{").replace("}", "}}")
         raise ParameterError("shard", "{name} must be I/N with N >= 1 and 0 <= I < N (shards are numbered from 0, "
-                                      f"like SLURM_ARRAY_TASK_ID with --array=0-(N-1)), not {shown}")
+                                      "like SLURM_ARRAY_TASK_ID with --array=0-(N-1)), not " + shown(value))
     return i, n
 
 

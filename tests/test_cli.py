@@ -266,3 +266,67 @@ def test_the_command_is_found_in_argv():
     assert _command_in(["-v", "probe", "x", "--out", "y"]) == "probe"
     assert _command_in(["visualize", "img.png"]) == "visualise"
     assert _command_in(["--help"]) == "" and _command_in(["nonsense"]) == ""
+
+
+# ---------------------------------------------------------------------- messages that survive any text
+#: braces (the placeholder's own name among them), percent signs, quotes, a newline and non-ASCII
+HOSTILE = ["{lr}", "{name}{0}%s%(x)d'\"\nü∂ {"]
+
+
+def _options_with_a_value() -> list[tuple[str, str]]:
+    """(command, flag) of every option of every command that takes a value, read from the parsers (so an option
+    added later is tried too)."""
+    return [(command, action.option_strings[-1]) for command, parser in subparsers().items()
+            for action in parser._actions
+            if action.option_strings and action.nargs != 0 and action.dest not in ("help", "version")]
+
+
+def _values(parser: argparse.ArgumentParser, flag: str, value: str) -> list[str]:
+    """``value`` as many times as the option takes values."""
+    action = next(a for a in parser._actions if flag in a.option_strings)
+    return [value] * (action.nargs if isinstance(action.nargs, int) else 1)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=["braces", "everything"])
+@pytest.mark.parametrize("command, flag", _options_with_a_value())
+def test_any_text_in_any_option_gets_exit_2_and_one_line(command, flag, value, tmp_path, capsys):
+    """Positionals and required options get the same text (a path that does not exist), so the command stops
+    with a message whichever value it looks at first; that message is one line, and quotes the text (when it
+    quotes it) as it was given: braces not doubled, a newline shown as \\n."""
+    parser = subparsers()[command]
+    missing = str(tmp_path / "missing" / value)
+    argv = [command]
+    for action in parser._actions:
+        if not action.option_strings:
+            argv.append(missing)
+        elif action.required and flag not in action.option_strings:
+            argv += [action.option_strings[-1], missing]
+    argv += [flag, *_values(parser, flag, value)]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # refused by the parser itself
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"palaeo-ssl {command}: error: "), err
+    assert "Traceback" not in err and "{{" not in err, err
+    if "ü∂" in err:
+        assert "\\nü∂ {" in err, err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_never_shows_default_none(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "default: None" not in text and "(default: None" not in text
+
+
+def test_an_option_whose_default_is_none_must_say_what_unset_means():
+    from palaeo_ssl.commands.options import add_option
+
+    parser = argparse.ArgumentParser()
+    with pytest.raises(TypeError, match="write what leaving it unset does"):
+        add_option(parser, {"n_splits": None}, "n_splits", help="folds (default: {default})")
+    add_option(parser, {"n_splits": None}, "n_splits", help="folds (default: the protocol's)")

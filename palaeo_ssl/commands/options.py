@@ -132,7 +132,8 @@ def add_option(parser: argparse.ArgumentParser, library: Mapping[str, Any], para
     ``default`` is given, which only a command whose default differs by design may do
     (``classify --out .``). Help and argparse keywords come from :data:`SHARED` where
     ``param`` is there, updated by ``help`` and ``kwargs``; ``{default}`` in the help
-    shows the default. The value lands in ``args.<param>``.
+    shows the default (never None: a help whose default is None says in words what leaving
+    the option unset does, and ``{default}`` there is refused). The value lands in ``args.<param>``.
     """
     shared = SHARED.get(param)
     options = dict(shared.kwargs) if shared else {}
@@ -150,6 +151,8 @@ def add_option(parser: argparse.ArgumentParser, library: Mapping[str, Any], para
     if default is inspect.Parameter.empty:
         options.setdefault("required", True)
         default = None
+    if default is None and "{default}" in text:  # "(default: None)" tells a user nothing: say what unset means
+        raise TypeError(f"the help of {flag} shows its default, which is None: write what leaving it unset does")
     return parser.add_argument(flag, dest=param, default=default, help=text.replace("{default}", _shown(default)),
                                **options)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import comma_list
+from ..protocol import choices, get_protocol
 from .options import add_option, add_protocol, defaults, library_kwargs
 
 
@@ -47,7 +48,9 @@ def register(sub) -> None:
     add_option(p, library, "fractions", type=_floats, metavar="LIST",
                help="data fractions of the learning curve (default: {default})")
     add_option(p, library, "n_repeats")
-    add_option(p, library, "n_splits", type=int, metavar="K", help="folds per repeat (default: {default})")
+    add_option(p, library, "n_splits", type=int, metavar="K",
+               help="folds per repeat, at least 2 (default: the protocol's: "
+                    + ", ".join(f"{get_protocol(n).cv_folds} for {n}" for n in choices()) + ")")
     add_option(p, library, "shots", type=_ints, metavar="LIST",
                help="labelled images per class in few-shot (default: {default})")
     add_option(p, library, "episodes")

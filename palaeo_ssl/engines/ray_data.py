@@ -37,7 +37,7 @@ from ..backbone import Preprocessing, dtype_name, load_backbone
 from ..errors import UserError
 from ..images import ImageReadError
 from ..loading import decode_image, embed_uint8
-from ..params import ParameterError
+from ..params import ParameterError, literal, shown
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def connect(address: str | None = None):
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except ConnectionError as exc:
-            raise ParameterError("address", f"cannot reach the Ray cluster at {{name}} = {address!r}: {exc}") from exc
+            raise ParameterError("address", "cannot reach the Ray cluster at {name} = " + shown(address) + ": "
+                                 + literal(exc)) from exc
     return ray
 
 

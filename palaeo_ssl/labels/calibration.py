@@ -149,9 +149,10 @@ class Calibrator:
     @classmethod
     def fit(cls, proba: np.ndarray, y: np.ndarray, method: str = "temperature") -> "Calibrator":
         if method not in METHODS:
-            from ..params import ParameterError
+            from ..params import ParameterError, shown
 
-            raise ParameterError("calibration", f"unknown {{name}} {method!r}; choose one of {', '.join(METHODS)}")
+            raise ParameterError("calibration", "unknown {name} " + shown(method) + f"; choose one of "
+                                 f"{', '.join(METHODS)}")
         if method == "temperature":
             return cls(method, temperature=fit_temperature(proba, y))
         from sklearn.isotonic import IsotonicRegression
@@ -255,13 +256,13 @@ def fit_abstention(X: np.ndarray, y: np.ndarray, n_classes: int, *, probe: str =
 
     ``fitted_model``: the probe fitted on all of (X, y) that will classify; its tuned C is kept in
     the folds (:func:`fixed_regularisation`)."""
-    from ..params import ParameterError
+    from ..params import ParameterError, shown
 
     if (target_accuracy is None) == (min_probability is None):
         raise ParameterError("target_accuracy", "give either {name} or min_probability, not both or neither")
     for name, v in (("target_accuracy", target_accuracy), ("min_probability", min_probability)):
         if v is not None and not (0.0 < float(v) <= 1.0):
-            raise ParameterError(name, f"{{name}} must be in (0, 1], not {v!r}")
+            raise ParameterError(name, "{name} must be in (0, 1], not " + shown(v))
     factory = fixed_regularisation(fitted_model) if fitted_model is not None else None
     oof = cross_validated_proba(X, y, n_classes, probe=probe, protocol=protocol, n_splits=n_splits, seed=seed,
                                 groups=groups, make_model=factory)

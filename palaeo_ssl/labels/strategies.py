@@ -67,9 +67,10 @@ class Selection:
 def resolve_strategy(strategy: str, labels: np.ndarray) -> str:
     """The strategy ``auto`` stands for given ``labels`` (-1 unlabelled); others pass through."""
     if strategy not in STRATEGIES:
-        from ..params import ParameterError
+        from ..params import ParameterError, shown
 
-        raise ParameterError("strategy", f"unknown {{name}} {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        raise ParameterError("strategy", "unknown {name} " + shown(strategy) + f"; choose one of "
+                                         f"{', '.join(STRATEGIES)}")
     n_classes = len(np.unique(labels[labels >= 0]))
     if strategy == "auto":
         return "uncertain" if n_classes >= 2 else "typical"
@@ -239,10 +240,10 @@ def _by_margin(cl: np.ndarray, margin: np.ndarray, candidates: np.ndarray, taken
 
 
 def check_budget(budget: int, n_unlabelled: int) -> None:
-    from ..params import ParameterError
+    from ..params import ParameterError, shown
 
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ParameterError("budget", f"{{name}} must be an integer >= 1, not {budget!r}")
+        raise ParameterError("budget", "{name} must be an integer >= 1, not " + shown(budget))
     if n_unlabelled == 0:
         raise UserError("every specimen is labelled already: there is nothing left to suggest")
     if budget > n_unlabelled:

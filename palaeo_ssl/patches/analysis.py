@@ -18,8 +18,10 @@ from ..params import ParameterError
 
 
 def _literal(text: str) -> str:
-    """``text`` safe inside a :class:`ParameterError` template (whose only field is ``{name}``)."""
-    return text.replace("{", "{{").replace("}", "}}")
+    """``text`` as data inside a :class:`ParameterError` template (see :func:`palaeo_ssl.params.literal`)."""
+    from ..params import literal
+
+    return literal(text)
 
 
 log = logging.getLogger(__name__)

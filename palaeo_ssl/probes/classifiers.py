@@ -59,7 +59,7 @@ from .lean_logreg import ReferenceLogisticRegression
 from .tuned_logreg import TunedLogisticRegression
 from .neighbours import double_normalize
 from ..errors import UserError
-from ..params import ParameterError
+from ..params import ParameterError, literal, shown
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 
 PROBES = ("logreg", "knn", "centroid")
@@ -95,8 +95,8 @@ def parse_probes(probes: str | Iterable[str] | None, protocol: ProtocolLike = DE
         if not key:
             continue
         if key not in _ALIASES:
-            raise ParameterError("probes", f"unknown probe {item!r} in {{name}}; choose from {', '.join(PROBES)} "
-                                 "(comma-separated)")
+            raise ParameterError("probes", "unknown probe " + shown(item) + f" in {{name}}; choose from "
+                                 f"{', '.join(PROBES)} (comma-separated)")
         if _ALIASES[key] not in out:
             out.append(_ALIASES[key])
     if not out:
@@ -127,8 +127,8 @@ def resolve_device(device: str | None) -> str | None:
 
         torch.device(device)
     except (ImportError, RuntimeError) as exc:
-        raise ParameterError("device", f"{{name}} must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {device!r} ({exc})"
-                             ) from None
+        raise ParameterError("device", "{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', not " + shown(device)
+                             + " (" + literal(exc) + ")") from None
     return device
 
 
@@ -155,11 +155,11 @@ def probe_torch_device(probe_device: str) -> str | None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ParameterError("probe_device", f"{{name}} is {probe_device!r}, but torch sees no CUDA GPU on this "
-                                 "machine; use 'cpu' (numpy/scipy) or 'auto' (CUDA where there is one)")
+            raise ParameterError("probe_device", "{name} is " + shown(probe_device) + ", but torch sees no CUDA GPU "
+                                 "on this machine; use 'cpu' (numpy/scipy) or 'auto' (CUDA where there is one)")
         return resolve_device(value)
     raise ParameterError("probe_device", "{name} must be one of " + ", ".join(repr(v) for v in PROBE_DEVICES)
-                         + f", not {probe_device!r}")
+                         + ", not " + shown(probe_device))
 
 
 def torch_topk_similarity(zq: np.ndarray, zt: np.ndarray, k: int, device: str,
