@@ -12,8 +12,12 @@ A store folder holds three files, all readable without palaeo-ssl:
     embeddings computed elsewhere.
 ``meta.json``
     how the features were made (model id and revision, preprocessing, pooling,
-    dtype, device, image size, package versions, created time, counts) and the
-    ordered ``class_names``.
+    dtype, device, image size, package versions, created time, counts), the
+    ordered ``class_names`` and ``features_digest``: the SHA-256 of
+    ``features.npy``'s array (shape, dtype and bytes, as
+    :func:`palaeo_ssl.cache.array_digest`), made while the file was written,
+    with the file's size and modification time then (a file changed since is
+    digested anew).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import array_digest, atomic_save_npy, atomic_write_text, key_hash  # noqa: F401  (atomic writers re-exported)
+from .cache import atomic_save_npy_digest
 from .cache import jsonable as _jsonable  # noqa: F401
 from .errors import UserError
 
@@ -36,6 +41,41 @@ FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
 INDEX_COLUMNS = ["path", "label", "class_name", "specimen", "file_size", "mtime_ns"]
+#: the key of ``meta.json`` that records the digest of ``features.npy`` (``sha256``, ``size``, ``mtime_ns``)
+FEATURES_DIGEST = "features_digest"
+
+
+@dataclass(frozen=True)
+class _StoreRows:
+    """Where an :class:`Embeddings`' features come from, when they are rows of a store on disk: the digest the
+    store recorded for its ``features.npy`` (checked against the file's size and modification time),
+    which rows (None: all, in order) and the very array they were read into (an array put in its place
+    later is digested anew)."""
+
+    digest: str
+    rows: np.ndarray | None
+    features: Any
+    path: str
+    size: int
+    mtime_ns: int
+
+    def still_valid(self, features: Any) -> bool:
+        if features is not self.features:
+            return False
+        try:
+            st = os.stat(self.path)
+        except OSError:  # the store is gone: the array still holds what was read (a mapping keeps the file)
+            return True
+        return (int(st.st_size), int(st.st_mtime_ns)) == (self.size, self.mtime_ns)
+
+
+def _strings_digest(items: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for s in items:
+        b = str(s).encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -59,6 +99,8 @@ class Embeddings:
     class_names: list[str]
     specimens: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: set by :func:`read_store` (and kept by :meth:`subset`): the rows of a store these features are
+    _store_rows: _StoreRows | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         feats = np.asarray(self.features)
@@ -116,11 +158,13 @@ class Embeddings:
         return (root / self.paths[i]) if root is not None else Path(self.paths[i])
 
     def subset(self, index: Sequence[int] | np.ndarray) -> "Embeddings":
-        """Rows ``index`` (ints or a boolean mask), keeping class names and meta."""
+        """Rows ``index`` (ints or a boolean mask), keeping class names and meta.
+
+        The subset's :meth:`identity` differs from the whole's (it names the rows held)."""
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        return Embeddings(
+        out = Embeddings(
             features=np.asarray(self.features[idx]),
             paths=[self.paths[i] for i in idx],
             labels=self.labels[idx],
@@ -128,20 +172,41 @@ class Embeddings:
             specimens=None if self.specimens is None else [self.specimens[i] for i in idx],
             meta={k: (np.asarray(v)[idx] if k.startswith("_") else v) for k, v in self.meta.items()},
         )
+        src = self._store_rows
+        if src is not None and src.still_valid(self.features):
+            rows = np.arange(len(self), dtype=np.int64) if src.rows is None else src.rows
+            out._store_rows = replace(src, rows=np.asarray(rows[idx], dtype=np.int64), features=out.features)
+        return out
+
+    def features_digest(self) -> str:
+        """What the features are, as a short hash (16 hex characters): :func:`~palaeo_ssl.cache.array_digest`
+        of the array; for rows of a store, the digest the store recorded when it wrote ``features.npy``
+        (with the rows held), so that a large store is not read again to be named."""
+        src = self._store_rows
+        if src is not None and src.still_valid(self.features):
+            if src.rows is None:
+                return src.digest[:16]
+            return key_hash({"store_features": src.digest, "rows": array_digest(src.rows)})
+        return array_digest(np.asarray(self.features))
 
     def identity(self) -> str:
-        """What makes these features what they are, as a short hash: the one definition every cache uses.
+        """What makes these embeddings what they are, as a short hash: the one definition every cache uses.
 
-        For a store on disk: its ``index.csv`` (paths, labels, file sizes and
-        modification times) and the settings that made the features (model and
-        commit, preprocessing, pooling, dtype, image size; the store's own key).
-        For embeddings built in memory: the bytes of the features and labels.
+        The features (:meth:`features_digest`: their bytes, or for a store the digest written with them,
+        checked against ``features.npy``'s size and modification time), the rows held (count and order:
+        a :meth:`subset` such as :meth:`labelled` is not the whole), the paths, labels, class names and
+        specimens, and the settings that made the features (model and commit, preprocessing, pooling,
+        dtype, image size; a store's ``meta["settings"]``).
         """
-        store = self.meta.get("store_path")
-        if store and (Path(store) / INDEX_FILE).is_file():
-            return key_hash({"index": hashlib.sha256((Path(store) / INDEX_FILE).read_bytes()).hexdigest(),
-                             "settings": self.meta.get("settings", {})})
-        return key_hash({"features": array_digest(np.asarray(self.features)), "labels": array_digest(self.labels)})
+        return key_hash({
+            "features": self.features_digest(),
+            "shape": [int(v) for v in self.features.shape],
+            "paths": _strings_digest(self.paths),
+            "labels": array_digest(self.labels),
+            "class_names": list(self.class_names),
+            "specimens": None if self.specimens is None else _strings_digest(self.specimens),
+            "settings": self.meta.get("settings", {}),
+        })
 
     def labelled(self) -> "Embeddings":
         """Only the images that have a label."""
@@ -170,7 +235,10 @@ class Embeddings:
 
     # ------------------------------------------------------------------ disk
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write a store folder that :func:`load_embeddings` and every CLI command accept."""
+        """Write a store folder that :func:`load_embeddings` and every CLI command accept.
+
+        ``meta.json`` records the digest of the features, made while they are written (see the module's
+        docstring), so that the store's :meth:`identity` never reads them again."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         index = self.index_frame()
@@ -179,10 +247,17 @@ class Embeddings:
         meta["n_images"] = len(self)
         meta["dim"] = self.dim
         meta["has_specimens"] = self.specimens is not None
-        atomic_save_npy(folder / FEATURES_FILE, self.features)
+        digest = atomic_save_npy_digest(folder / FEATURES_FILE, self.features)
+        meta[FEATURES_DIGEST] = features_digest_record(folder / FEATURES_FILE, digest)
         atomic_write_text(folder / INDEX_FILE, index.to_csv(index=False))
         atomic_write_text(folder / META_FILE, json.dumps(_jsonable(meta), indent=2))
         return folder
+
+
+def features_digest_record(path: Path, digest: str) -> dict[str, Any]:
+    """``meta.json``'s record of a features file just written: its digest, size and modification time."""
+    st = os.stat(path)
+    return {"sha256": digest, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -239,7 +314,7 @@ def read_store(folder: Path, mmap: bool = True) -> Embeddings:
     for col, key in (("file_size", "_file_size"), ("mtime_ns", "_mtime_ns")):
         if col in index and len(index) and (index[col].astype(str) != "").all():
             meta[key] = pd.to_numeric(index[col]).to_numpy(dtype=np.int64)
-    return Embeddings(
+    emb = Embeddings(
         features=features,
         paths=index["path"].astype(str).tolist(),
         labels=pd.to_numeric(index["label"]).to_numpy(dtype=np.int64),
@@ -247,6 +322,24 @@ def read_store(folder: Path, mmap: bool = True) -> Embeddings:
         specimens=specimens,
         meta=meta,
     )
+    emb._store_rows = _recorded_digest(folder / FEATURES_FILE, meta.get(FEATURES_DIGEST), emb.features)
+    return emb
+
+
+def _recorded_digest(path: Path, record: Any, features: Any) -> _StoreRows | None:
+    """The store's recorded digest of ``path`` when the file is still the one it was made of (same size and
+    modification time); None otherwise (a store of earlier code, or a features.npy replaced by hand): its
+    identity then digests the features themselves."""
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return None
+    try:
+        st = os.stat(path)
+        size, mtime = int(record["size"]), int(record["mtime_ns"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    if (int(st.st_size), int(st.st_mtime_ns)) != (size, mtime):
+        return None
+    return _StoreRows(digest=record["sha256"], rows=None, features=features, path=str(path), size=size, mtime_ns=mtime)
 
 
 def load_embeddings(path: str | os.PathLike | Embeddings) -> Embeddings:
@@ -281,8 +374,8 @@ def load_embeddings(path: str | os.PathLike | Embeddings) -> Embeddings:
             "or save features you already have with Embeddings(...).save(folder)"
         )
     if len(stores) > 1:
-        listing = "\n  ".join(str(s) for s in stores)
-        raise UserError(f"{p} holds {len(stores)} embedding stores; pass one of them:\n  {listing}")
+        listing = ", ".join(str(s) for s in stores)
+        raise UserError(f"{p} holds {len(stores)} embedding stores; pass one of them: {listing}")
     return read_store(stores[0])
 
 
@@ -292,4 +385,4 @@ def _unconsolidated(path: Path, stores: list[Path]) -> str | None:
 
     candidates = stores or [q for q in [path, *sorted(path.glob("*"))] if (q / "shards").is_dir()]
     messages = [m for q in candidates if (m := unconsolidated_message(q))]
-    return "\n".join(messages) or None
+    return "; ".join(messages) or None

@@ -34,11 +34,11 @@ from .backbone import (
     resolve_device,
     resolve_dtype,
 )
-from .cache import user_cache_dir
+from .cache import files_fingerprint, user_cache_dir
 from .compute import compute_context, usable_cpus
 from .embeddings import Embeddings
 from .errors import UserError
-from .params import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Kind, Options, ParameterError, validate_params
+from .params import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Kind, Options, ParameterError, literal, validate_params
 from .images import ImageReadError, discover, parse_color, skipped_frame
 from .loading import (DECODERS, PIXEL_PIPELINE, DeviceFeeder, InFlight, Uint8Dataset, check_gpu_decoder,
                       collate_uint8, decode_image, embed_uint8, prefetch_factor, resolve_decoder)
@@ -365,11 +365,14 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
         "std": list(prep.std),
         "pixels": PIXEL_PIPELINE, "decoder": resolve_decoder(decode, dev),  # both change the pixel values
     }
+    if info.local:  # a folder's weights can be replaced in place: keyed by its files' sizes and modification times
+        settings["model_files"] = model_files_fingerprint(info.model_id)
     out_dir = Path(out).expanduser() if out is not None else default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     from .shards import shard_of, shard_tag
 
-    store = EmbeddingStore(out_dir, images.name, settings, writer="all" if shard is None else shard_tag(*shard))
+    store = EmbeddingStore(out_dir, images.name, settings, writer="all" if shard is None else shard_tag(*shard),
+                           collection=images.collection)
     fps: list[tuple] = []
     unreadable: list[tuple[str, str]] = list(images.missing)
     keep_idx: list[int] = []
@@ -388,6 +391,23 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
                  specimens=[images.specimens[i] for i in keep_idx] if images.specimens is not None else None,
                  unreadable=unreadable,
                  todo=[k for k, fp in enumerate(fps) if fp not in have and fp not in cached_skips], assigned=len(fps))
+
+
+#: the files of a local model folder that make its features (weights, configs), by suffix
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".pt", ".pth")
+
+
+def model_files_fingerprint(folder: str | os.PathLike) -> list[tuple[str, int, int]]:
+    """(name, size, modification time in ns) of the weight and configuration files of a local model folder:
+    new weights saved into the same folder (a fine-tuned checkpoint, a rebuilt test model) make another store,
+    never reusing the features of the old ones."""
+    folder = Path(folder)
+    try:
+        names = sorted(e.name for e in os.scandir(folder)
+                       if e.is_file() and not e.name.startswith(".") and e.name.endswith(MODEL_FILE_SUFFIXES))
+    except OSError:
+        return []
+    return files_fingerprint(folder, names)
 
 
 def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: int, workers: int, chunk_size: int,
@@ -513,8 +533,9 @@ def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: flo
         )
     if strict and skipped_all:
         raise ParameterError(
-            "strict", f"{len(skipped_all)} file(s) could not be read ({{name}}): see {plan.out_dir / 'skipped.csv'}. "
-                      f"The {len(emb)} readable images were embedded and saved in {plan.store.folder}.")
+            "strict", f"{len(skipped_all)} file(s) could not be read ({{name}}): see "
+                      + literal(plan.out_dir / "skipped.csv") + f". The {len(emb)} readable images were embedded "
+                      "and saved in " + literal(plan.store.folder) + ".")
     return emb
 
 

@@ -40,7 +40,10 @@ class ImageList:
     ``files``: absolute paths; ``rel_paths``: relative to ``root`` (posix
     separators); ``labels``: int, -1 where unlabelled; ``class_names``: sorted;
     ``specimens``: list or None; ``layout``: ``"classes"``, ``"flat"`` or ``"manifest"``;
-    ``missing``: manifest rows whose file does not exist, as (rel_path, reason).
+    ``missing``: manifest rows whose file does not exist, as (rel_path, reason);
+    ``source``: what was discovered, resolved: the folder, or the CSV manifest (for a filled labelling
+    template: the dataset it adds labels to); the collection's identity in the embedding store's key
+    (None: the root).
     """
 
     root: Path
@@ -52,9 +55,15 @@ class ImageList:
     layout: str
     name: str
     missing: list[tuple[str, str]] = field(default_factory=list)
+    source: Path | None = None
 
     def __len__(self) -> int:
         return len(self.files)
+
+    @property
+    def collection(self) -> str:
+        """The collection's identity: the resolved folder or manifest the images were discovered from."""
+        return str(self.source if self.source is not None else self.root)
 
 
 def _walk_files(folder: Path) -> list[Path]:
@@ -125,7 +134,7 @@ def discover(data: str | os.PathLike) -> ImageList:
         )
     rel = [f.relative_to(root).as_posix() for f in files]
     return ImageList(root=root, files=files, rel_paths=rel, labels=np.asarray(labels, dtype=np.int64),
-                     class_names=class_names, specimens=None, layout=layout, name=root.name)
+                     class_names=class_names, specimens=None, layout=layout, name=root.name, source=root)
 
 
 def _discover_manifest(path: Path) -> ImageList:
@@ -174,7 +183,7 @@ def _discover_manifest(path: Path) -> ImageList:
         raise UserError(f"manifest {path} lists no files")
     return ImageList(root=root, files=files, rel_paths=rel, labels=np.asarray(labels, dtype=np.int64),
                      class_names=class_names, specimens=specs if specimens is not None else None,
-                     layout="manifest", name=path.stem, missing=missing)
+                     layout="manifest", name=path.stem, missing=missing, source=path.resolve())
 
 
 # ---------------------------------------------------------------------- labelling templates
@@ -251,9 +260,9 @@ def merge_template(path: str | os.PathLike, frame: pd.DataFrame | None = None, _
             for raw, lab in zip(frame["path"], labels_raw) if str(raw).strip()]
     unknown = [r for r, _ in rows if r not in where]
     if unknown:
-        shown = "\n  ".join(unknown[:10]) + (f"\n  ... and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-        raise UserError(f"labelling template {path}: {len(unknown)} path(s) are not images of its dataset {dataset}:\n"
-                        f"  {shown}\nremove those rows, or add the images to the dataset and embed it again")
+        shown = ", ".join(unknown[:10]) + (f" ... and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise UserError(f"labelling template {path}: {len(unknown)} path(s) are not images of its dataset {dataset} "
+                        f"({shown}); remove those rows, or add the images to the dataset and embed it again")
     names = sorted(set(base.class_names) | {lab for _, lab in rows if lab})
     lookup = {c: i for i, c in enumerate(names)}
     labels = np.asarray([lookup[base.class_names[l]] if l >= 0 else -1 for l in base.labels], dtype=np.int64)
@@ -277,7 +286,7 @@ def merge_template(path: str | os.PathLike, frame: pd.DataFrame | None = None, _
     log.info("labelling template %s: %d new label(s) added to %s", path, len(added), dataset)
     images = ImageList(root=base.root, files=list(base.files), rel_paths=list(base.rel_paths), labels=labels,
                        class_names=names, specimens=base.specimens, layout="manifest", name=base.name,
-                       missing=list(base.missing))
+                       missing=list(base.missing), source=base.source)
     return TemplateMerge(images=images, dataset=dataset, added=added, agreed=agreed, conflicts=conflicts)
 
 

@@ -1,11 +1,19 @@
 """The embedding store on disk: keyed, chunked, resumable, atomic.
 
-One store folder per (dataset, model, preprocessing, pooling, dtype, image size),
-named ``<dataset>__<model>__<preprocess><size>__<pooling>__<dtype>__<hash>``
-under the ``--out`` folder. A finished store holds ``features.npy``,
-``index.csv`` and ``meta.json`` (see :mod:`palaeo_ssl.embeddings`) plus
+One store folder per (collection, model, preprocessing, pooling, dtype, image size,
+code version), named ``<dataset>__<model>__<preprocess><size>__<pooling>__<dtype>__<hash>``
+under the ``--out`` folder, where ``<hash>`` (:func:`store_key`) covers every setting
+that changes the features, the collection's identity (the resolved folder or
+manifest the images come from: ``siteA/train`` and ``siteB/train`` never share a
+store, whatever their names) and the versions of palaeo-ssl and of the libraries
+that make the features (:data:`palaeo_ssl.cache.FEATURE_LIBRARIES`). A finished
+store holds ``features.npy``, ``index.csv`` and ``meta.json`` (see
+:mod:`palaeo_ssl.embeddings`; ``meta.json`` records the collection, the code
+version and the digest of the features, made while they were written) plus
 ``skipped.csv`` (files that could not be read, with their fingerprint, so an
-unchanged bad file is not retried).
+unchanged bad file is not retried). A store whose recorded collection is not the
+one being extracted is reported (:class:`~palaeo_ssl.errors.UserError`) and left
+untouched, never extended.
 
 While an extraction runs, features go to ``chunks/`` as pairs ``chunk_<writer>-NNNNNN.npy``
 (features) and ``chunk_<writer>-NNNNNN.csv`` (which files they belong to, by
@@ -40,17 +48,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .cache import key_hash
+from .cache import FEATURE_LIBRARIES, code_version, digest_start, key_hash, read_json
 from .embeddings import (
+    FEATURES_DIGEST,
     FEATURES_FILE,
     INDEX_FILE,
     META_FILE,
     Embeddings,
     _jsonable,
+    _recorded_digest,
     atomic_save_npy,
     atomic_write_text,
+    features_digest_record,
     read_store,
 )
+from .errors import UserError
 
 SKIPPED_CACHE = "skipped.csv"
 CHUNK_DIR = "chunks"
@@ -58,16 +70,27 @@ SHARD_DIR = "shards"  # one progress record per shard of an array job (see palae
 Fingerprint = tuple  # (rel_path: str, file_size: int, mtime_ns: int)
 
 
-def store_key(settings: Mapping[str, Any]) -> str:
-    """Short stable hash of the settings that change the features."""
-    return key_hash(dict(settings), length=10)
+def store_key(settings: Mapping[str, Any], collection: str | None = None,
+              code: Mapping[str, str] | None = None) -> str:
+    """Short stable hash of the settings that change the features and, when given, the collection's identity
+    (:attr:`palaeo_ssl.images.ImageList.collection`) and the code version (:func:`store_code_version`); with neither,
+    the hash of the settings alone (as stores were keyed before collections and versions were)."""
+    if collection is None and code is None:
+        return key_hash(dict(settings), length=10)
+    return key_hash({"settings": dict(settings), "collection": collection, "code": dict(code or {})}, length=10)
+
+
+def store_code_version() -> dict[str, str]:
+    """The code version a store is keyed by: palaeo-ssl's and that of the libraries that make features."""
+    return code_version(FEATURE_LIBRARIES)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-")[:60] or "data"
 
 
-def store_folder_name(dataset: str, settings: Mapping[str, Any]) -> str:
+def store_folder_name(dataset: str, settings: Mapping[str, Any], collection: str | None = None,
+                      code: Mapping[str, str] | None = None) -> str:
     model = Path(str(settings["model_id"])).name or str(settings["model_id"])
     model = model.replace("-pretrain-lvd1689m", "")
     parts = [
@@ -76,7 +99,7 @@ def store_folder_name(dataset: str, settings: Mapping[str, Any]) -> str:
         f"{settings['preprocess']}{settings['image_size']}",
         _slug(settings["pooling"]),
         _slug(settings["dtype"]),
-        store_key(settings),
+        store_key(settings, collection, code),
     ]
     return "__".join(parts)
 
@@ -88,21 +111,47 @@ class _Source:
 
 
 class EmbeddingStore:
-    """Cache of features for one dataset and one set of model settings.
+    """Cache of features for one collection of images and one set of model settings.
 
     ``settings`` holds everything that changes the features (model id and
-    Hub commit, preprocessing, image size, pooling, dtype, background); its hash names the
-    folder, so different settings never share features.
+    Hub commit, preprocessing, image size, pooling, dtype, background); with the
+    ``collection`` (:attr:`~palaeo_ssl.images.ImageList.collection`: the resolved folder or manifest; None only for stores
+    made directly, as in tests) and the code version it keys the folder, so
+    different settings, collections or versions never share features. A folder
+    whose ``meta.json`` records another collection raises :class:`UserError`.
     """
 
-    def __init__(self, out: str | os.PathLike, dataset: str, settings: Mapping[str, Any], writer: str = "all"):
+    def __init__(self, out: str | os.PathLike, dataset: str, settings: Mapping[str, Any], writer: str = "all",
+                 collection: str | None = None):
         self.settings = dict(settings)
-        self.folder = Path(out) / store_folder_name(dataset, self.settings)
+        self.collection = None if collection is None else str(collection)
+        self.code = store_code_version()
+        self.folder = Path(out) / store_folder_name(dataset, self.settings, self.collection, self.code)
         self.chunk_dir = self.folder / CHUNK_DIR
+        self._check_owner()
         self.folder.mkdir(parents=True, exist_ok=True)
         # unique to this process: concurrent writers into one store never choose the same chunk name
         self.writer = f"{writer}-{secrets.token_hex(4)}"
         self._next_chunk = 0
+
+    def _check_owner(self) -> None:
+        """A store folder of this name that records another collection or code version (a folder renamed or
+        copied by hand, a store of earlier code) is reported, never extended or consolidated."""
+        meta = read_json(self.folder / META_FILE)
+        if not isinstance(meta, dict):
+            return
+        recorded = meta.get("collection")
+        if recorded != self.collection:
+            raise UserError(
+                f"the embedding store {self.folder} was made from "
+                f"{recorded if recorded else 'a collection it does not record (earlier palaeo-ssl)'}, not from "
+                f"{self.collection}; it is left as it is. Extract into another --out folder, or delete that store "
+                "if it is no longer needed")
+        if meta.get("code_version") not in (None, self.code):
+            raise UserError(
+                f"the embedding store {self.folder} was made by other code ({_versions_text(meta['code_version'])}) "
+                f"than this ({_versions_text(self.code)}); it is left as it is. Extract into another --out folder, "
+                "or delete that store if it is no longer needed")
 
     def _new_chunk_stem(self) -> Path:
         self.chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +279,8 @@ class EmbeddingStore:
             self.finished() and len(sources) == 1 and len(keep) == len(sources[0].rows)
             and bool(np.all(src[keep] == 0)) and bool(np.array_equal(row[keep], np.arange(len(keep))))
         )
-        if not unchanged:
+        digest = self._recorded_digest() if unchanged else None
+        if digest is None:
             if self._preserve_finished():
                 sources, _ = self._sources()
                 src, row = _locate(sources, fingerprints)
@@ -240,8 +290,9 @@ class EmbeddingStore:
                 except FileNotFoundError:
                     pass
             tmp = self.folder / f".{FEATURES_FILE}.tmp"
-            _gather(tmp, [s.path for s in sources], src[keep], row[keep], dim, block)
+            sha = _gather(tmp, [s.path for s in sources], src[keep], row[keep], dim, block)
             os.replace(tmp, self.folder / FEATURES_FILE)
+            digest = features_digest_record(self.folder / FEATURES_FILE, sha)
 
         keep_list = keep.tolist()
         index = pd.DataFrame({
@@ -256,7 +307,9 @@ class EmbeddingStore:
                                      columns=["path", "file_size", "mtime_ns", "reason"])
         full_meta = dict(meta)
         full_meta.update(class_names=list(class_names), n_images=len(keep), n_skipped=len(skipped), dim=dim,
-                         has_specimens=specimens is not None, settings=self.settings)
+                         has_specimens=specimens is not None, settings=self.settings, collection=self.collection,
+                         code_version=self.code)
+        full_meta[FEATURES_DIGEST] = digest
         atomic_write_text(self.folder / INDEX_FILE, index.to_csv(index=False))
         atomic_write_text(self.folder / SKIPPED_CACHE, skipped_table.to_csv(index=False))
         atomic_write_text(self.folder / META_FILE, json.dumps(_jsonable(full_meta), indent=2))
@@ -265,6 +318,14 @@ class EmbeddingStore:
         self._next_chunk = 0
         return read_store(self.folder), [(fp[0], r) for fp, r in skipped]
 
+
+    def _recorded_digest(self) -> dict[str, Any] | None:
+        """The finished store's record of its features' digest, when it still describes ``features.npy``."""
+        meta = read_json(self.folder / META_FILE)
+        record = meta.get(FEATURES_DIGEST) if isinstance(meta, dict) else None
+        if _recorded_digest(self.folder / FEATURES_FILE, record, None) is None:
+            return None
+        return dict(record)
 
     def _drop_consumed_chunks(self, stale_seconds: float = 3600) -> None:
         """Delete the chunks the last :meth:`_sources` read (marker first), not any written since by a
@@ -336,42 +397,54 @@ def _read_rows(path: Path, rows: np.ndarray, dim: int) -> np.ndarray:
 
 
 def _gather(target: Path, paths: Sequence[Path | None], src: np.ndarray, row: np.ndarray, dim: int,
-            block: int, release_every: int = 64 << 20) -> None:
-    """Write row ``k`` of ``paths[src[k]]``'s row ``row[k]`` to row ``k`` of a new (len(src), dim) float32 ``.npy``.
+            block: int, release_every: int = 64 << 20) -> str:
+    """Write row ``k`` of ``paths[src[k]]``'s row ``row[k]`` to row ``k`` of a new (len(src), dim) float32 ``.npy``;
+    return the SHA-256 of the array written (:func:`palaeo_ssl.cache.array_digest`, all 64 hex characters).
 
-    Preallocated with :func:`numpy.lib.format.open_memmap`, filled source by source
-    in blocks of ``block`` rows; every ``release_every`` bytes the written pages
-    are flushed and dropped from this process (``madvise(MADV_DONTNEED)``), so the
-    resident memory stays at about one block however large the store.
+    Preallocated with :func:`numpy.lib.format.open_memmap` and filled in order, ``block`` rows at a time
+    (each block's rows read source by source, a span of a source in one read); each block is hashed as it
+    is written, so the digest costs no second read of the store. Every ``release_every`` bytes the written
+    pages are flushed and dropped from this process (``madvise(MADV_DONTNEED)``), so the resident memory
+    stays at about one block however large the store.
     """
     n = len(src)
+    h = digest_start((n, dim), np.float32)
     out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(n, dim))
     offset = out.offset
     del out
     if n == 0 or dim == 0:
-        return
-    order = np.argsort(src, kind="stable")
-    bounds = np.flatnonzero(np.diff(src[order])) + 1
+        return h.hexdigest()
     with open(target, "r+b") as fh:
         mm = mmap.mmap(fh.fileno(), 0)
         try:
             arr = np.ndarray((n, dim), dtype=np.float32, buffer=mm, offset=offset)
             pending = 0
-            for group in np.split(order, bounds):
-                path = paths[int(src[group[0]])]
-                for a in range(0, len(group), block):
-                    dst = group[a:a + block]
-                    arr[dst] = _read_rows(path, row[dst], dim)
-                    pending += len(dst) * dim * 4
-                    if pending >= release_every:
-                        mm.flush()
-                        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-                            mm.madvise(mmap.MADV_DONTNEED)
-                        pending = 0
+            for a in range(0, n, block):
+                b = min(n, a + block)
+                s_blk, r_blk = src[a:b], row[a:b]
+                order = np.argsort(s_blk, kind="stable")
+                bounds = np.flatnonzero(np.diff(s_blk[order])) + 1
+                dst = arr[a:b]
+                for group in np.split(order, bounds):
+                    dst[group] = _read_rows(paths[int(s_blk[group[0]])], r_blk[group], dim)
+                h.update(memoryview(dst.reshape(-1).view(np.uint8)))
+                pending += (b - a) * dim * 4
+                if pending >= release_every:
+                    mm.flush()
+                    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                        mm.madvise(mmap.MADV_DONTNEED)
+                    pending = 0
             mm.flush()
-            del arr
+            del arr, dst
         finally:
             mm.close()
+    return h.hexdigest()
+
+
+def _versions_text(versions: Any) -> str:
+    if not isinstance(versions, Mapping):
+        return str(versions)
+    return ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
 def fingerprint(rel_path: str, path: Path) -> Fingerprint | None:

@@ -451,3 +451,95 @@ def test_token_and_network_messages():
     offline = _explain_load_error("dinov3-vits16", ALIASES["dinov3-vits16"],
                                   OSError("We couldn't connect to 'https://huggingface.co' to load the files"))
     assert "no network" in str(offline) and "HF_HUB_OFFLINE" in str(offline)
+
+
+# ---------------------------------------------------------------------- one store per collection, code and model files
+def _same_named_collections(root: Path) -> tuple[Path, Path]:
+    """``siteA/train`` and ``siteB/train``: 2 classes x 2 BMP images each, other pixels but the same relative
+    paths, sizes and modification times (the fingerprints a store knows its images by)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    stamp = 1_700_000_000_000_000_000
+    for site in ("siteA", "siteB"):
+        for cls in ("a", "b"):
+            for j in range(2):
+                path = root / site / "train" / cls / f"img_{j}.bmp"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+                os.utime(path, ns=(stamp, stamp))
+    return root / "siteA" / "train", root / "siteB" / "train"
+
+
+def _tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.slow
+def test_two_collections_of_one_folder_name_keep_their_own_stores(tmp_path, tiny_model):
+    import json
+
+    site_a, site_b = _same_named_collections(tmp_path)
+    out = tmp_path / "out"
+    a = _extract(site_a, tiny_model, out)
+    store_a = Path(a.meta["store_path"])
+    features_a, tree_a = np.array(a.features), _tree(store_a)
+    b = _extract(site_b, tiny_model, out)
+    assert b.meta["extraction"]["computed"] == 4  # nothing of siteA's features reused for siteB
+    store_b = Path(b.meta["store_path"])
+    assert store_b != store_a and sorted(p.parent for p in out.glob("*/meta.json")) == sorted([store_a, store_b])
+    assert _tree(store_a) == tree_a  # siteA's store untouched: nothing modified, nothing deleted
+    # each loads back its own images and features
+    back_a, back_b = load_embeddings(store_a), load_embeddings(store_b)
+    assert back_a.data_root == site_a.resolve() and back_b.data_root == site_b.resolve()
+    np.testing.assert_array_equal(np.asarray(back_a.features), features_a)
+    alone_b = _extract(site_b, tiny_model, tmp_path / "alone")
+    np.testing.assert_allclose(np.asarray(back_b.features), np.asarray(alone_b.features), atol=1e-6)
+    assert not np.allclose(np.asarray(back_a.features), np.asarray(back_b.features))
+    assert back_a.identity() != back_b.identity()
+    # the next extraction of either computes nothing
+    assert _extract(site_a, tiny_model, out).meta["extraction"]["computed"] == 0
+    # a store that records another collection is reported and left as it is, never extended
+    meta = json.loads((store_a / "meta.json").read_text())
+    meta["collection"] = str(tmp_path / "elsewhere")
+    (store_a / "meta.json").write_text(json.dumps(meta))
+    tree_a = _tree(store_a)
+    with pytest.raises(UserError, match="was made from .*elsewhere.*left as it is"):
+        _extract(site_a, tiny_model, out)
+    assert _tree(store_a) == tree_a
+
+
+@pytest.mark.slow
+def test_new_weights_in_the_same_model_folder_make_a_new_store(tmp_path, tiny_model):
+    import shutil
+
+    from palaeo_ssl.testing import make_tiny_dinov3
+
+    data = make_class_folder_dataset(tmp_path / "data", n_classes=2, per_class=2)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    first = _extract(data, model, tmp_path / "out")
+    other = make_tiny_dinov3(tmp_path / "other", seed=1)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")  # a new checkpoint saved in place
+    second = _extract(data, model, tmp_path / "out")
+    assert second.meta["extraction"]["computed"] == 4
+    assert second.meta["store_path"] != first.meta["store_path"]
+    assert not np.allclose(np.asarray(first.features), np.asarray(second.features))
+
+
+def test_store_key_holds_the_collection_and_the_code_version(tmp_path, monkeypatch):
+    from palaeo_ssl import cache
+    from palaeo_ssl.store import EmbeddingStore
+
+    settings = {"model_id": "m", "preprocess": "processor", "image_size": 16, "pooling": "cls", "dtype": "float32"}
+    a = EmbeddingStore(tmp_path, "train", settings, collection="/data/siteA/train")
+    b = EmbeddingStore(tmp_path, "train", settings, collection="/data/siteB/train")
+    assert a.folder != b.folder and a.folder.name.startswith("train__m__processor16__cls__float32__")
+    monkeypatch.setattr(palaeo_ssl, "__version__", "999.0")
+    cache.code_version.cache_clear()
+    try:
+        upgraded = EmbeddingStore(tmp_path, "train", settings, collection="/data/siteA/train")
+    finally:
+        monkeypatch.undo()
+        cache.code_version.cache_clear()
+    assert upgraded.folder != a.folder  # a store of other code is never extended: the features are recomputed
