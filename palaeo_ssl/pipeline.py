@@ -7,10 +7,14 @@ suggestions, novelty, calibrated predictions with abstention) -> explorer ->
 comparison with the published figures -> ``manifest.json`` and ``README.md``.
 
 Each stage records, in ``.stages/<stage>.json``, a key made of the embeddings'
-identity (the store's index and settings) and the stage's own options, and the
-files it wrote. A rerun skips every stage whose key is unchanged and whose files
-are all still there, so a run that crashed, was killed or got one more image
-redoes only what is no longer valid.
+identity (:meth:`~palaeo_ssl.embeddings.Embeddings.identity`: their features, rows,
+labels and settings), the stage's own options and the code version
+(:func:`palaeo_ssl.cache.code_version`), and the files it wrote. A rerun skips every
+stage whose key is unchanged and whose files are all still there, so a run that
+crashed, was killed, got one more image or runs on upgraded code redoes only what
+is no longer valid. With both protocols, the morphospace work that does not depend
+on the protocol (projections, disparity with its bootstrap, outliers) is computed
+once and handed to each protocol's stage.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import pandas as pd
 
 from . import report
 from .models import DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE
-from .cache import atomic_write_json, atomic_write_text, key_hash, read_json
+from .cache import atomic_write_json, atomic_write_text, code_version, key_hash, read_json
 from .embeddings import Embeddings
-from .params import POSITIVE_INT, SEED, Interval, ParameterError, validate_params
+from .params import POSITIVE_INT, SEED, Interval, ParameterError, shown, validate_params
 from .protocol import ALL, PAPER, expand, get_protocol
 from .taxonomy import TAXONOMY_PARAM
 
@@ -150,7 +154,9 @@ class Stages:
     """Runs stages once per key and remembers what they wrote under ``out/.stages``.
 
     A stage's key is a JSON-able mapping (the identity of the embeddings and the
-    ``asdict()`` of the stage's config dataclass), hashed by :func:`palaeo_ssl.cache.key_hash`.
+    ``asdict()`` of the stage's config dataclass); :meth:`run` adds the code version
+    (:func:`palaeo_ssl.cache.code_version`) and hashes it with :func:`palaeo_ssl.cache.key_hash`,
+    so results of other code are never reused.
     """
 
     def __init__(self, out: Path, force: bool = False):
@@ -161,7 +167,7 @@ class Stages:
         self.records: dict[str, StageRecord] = {}
 
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], tuple[list[Path], dict[str, Any]]]) -> StageRecord:
-        key_hex = key_hash(key)
+        key_hex = key_hash({"stage": key, "code": code_version()})
         marker = self.dir / f"{name}.json"
         saved = None if self.force else read_json(marker)
         if (isinstance(saved, dict) and saved.get("key") == key_hex and isinstance(saved.get("files"), list)
@@ -234,7 +240,8 @@ class Pipeline:
         self.model = model
         self.protocols = [p.name for p in expand(protocol)]
         if reference is not None and reference not in DATASETS:
-            raise ParameterError("reference", f"unknown {{name}} {reference!r}; choose one of {', '.join(DATASETS)}")
+            raise ParameterError("reference", "unknown {name} " + shown(reference) + f"; choose one of "
+                                              f"{', '.join(DATASETS)}")
         if reference is not None and PAPER.name not in self.protocols:
             raise ParameterError("reference", "{name} compares with the paper's tables, so it needs the paper "
                                               "protocol (or both)")
@@ -327,7 +334,8 @@ class Pipeline:
         return result_tables(res, tables)
 
     def _key(self, config) -> dict[str, Any]:
-        """A stage's key: the identity of the embeddings and its config (``asdict``)."""
+        """A stage's key: the identity of the embeddings and its config (``asdict``); :meth:`Stages.run` adds the
+        code version."""
         return {"emb": self.ident, **asdict(config)}
 
     def _morphospace_config(self, protocol: str):
@@ -374,17 +382,34 @@ class Pipeline:
 
     # 3. morphospace: projections, clustering, disparity, outliers, suspect labels
     def morphospace(self) -> dict[str, dict[str, pd.DataFrame | None]]:
-        from .morphospace import compute_morphospace, write_morphospace
+        """Each protocol's morphospace stage. The protocol-independent work (projections, disparity with its
+        bootstrap, outliers: :func:`~palaeo_ssl.morphospace.compute_shared_morphospace`) is computed once, by the
+        first stage that is not reused, and handed to the others; the projection cache lies in
+        ``out/morphospace`` for all of them."""
+        from .morphospace import compute_morphospace, compute_shared_morphospace, write_morphospace
 
         self._need_emb()
+        shared: dict[str, Any] = {}
+
+        def compute(e, c, folder):
+            if "work" not in shared:
+                shared["work"] = compute_shared_morphospace(e, c, cache=self.projection_folder,
+                                                            progress=self.progress)
+            return compute_morphospace(e, c, cache=self.projection_folder, progress=self.progress,
+                                       shared=shared["work"])
+
         for proto in self.protocols:
             config = self._morphospace_config(proto)
             self.morph_tables[proto] = self._analysis(
-                "morphospace", config,
-                lambda e, c, folder: compute_morphospace(e, c, cache=folder, progress=self.progress),
+                "morphospace", config, compute,
                 lambda res, folder: write_morphospace(res, folder, progress=self.progress), MORPHOSPACE_TABLES,
                 self.morph_results)
         return self.morph_tables
+
+    @property
+    def projection_folder(self) -> Path:
+        """Where the projection cache (``projections.npz``) of every protocol's morphospace lies: ``out/morphospace``."""
+        return self.out / "morphospace"
 
     # 3b. labelling: suggestions, novelty and calibrated predictions when the dataset has unlabelled images
     def labels(self):
@@ -434,7 +459,7 @@ class Pipeline:
             if result is None:  # the morphospace stage was reused from an earlier run: read what it wrote
                 from .morphospace import explorer_inputs_from_folder
 
-                inputs = explorer_inputs_from_folder(emb, mdir, seed=self.seed)
+                inputs = explorer_inputs_from_folder(emb, mdir, seed=self.seed, cache=self.projection_folder)
             else:
                 from .morphospace import explorer_inputs
 

@@ -347,3 +347,91 @@ def test_two_group_values_needed_names_the_parameter(store, tmp_path):
     with pytest.raises(ParameterError, match=r"holds 3 values .*name the two to compare \(values A B\)") as info:
         groups_from_column(emb, table, "site")
     assert info.value.message_for("--group-values").endswith("(--group-values A B)")
+
+
+# ---------------------------------------------------------------------- the projection cache: only these features
+def _quick_tsne(features, *, seed=0, **_):
+    """Stands in for t-SNE in the fast tier (the cache, not t-SNE, is under test)."""
+    coords = _first_axes(features, n_components=2)
+    return {"coords": coords, "index": np.arange(len(coords)), "perplexity": np.asarray(20.0)}
+
+
+@pytest.fixture()
+def quick_projections(monkeypatch):
+    from palaeo_ssl.morphospace import projections
+
+    monkeypatch.setattr(projections, "umap_projection", _first_axes)
+    monkeypatch.setattr(projections, "tsne_projection", _quick_tsne)
+
+
+def _part_labelled_store(folder: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(3, 16))[y] * 2 + rng.normal(size=(60, 16))).astype(np.float32)
+    y[::4] = -1  # 15 of 60 unlabelled
+    return Embeddings(x, [f"img_{i}.png" for i in range(60)], y, ["a", "b", "c"]).save(folder)
+
+
+@pytest.mark.slow
+def test_a_resaved_store_is_not_given_the_old_features_projections(tmp_path, quick_projections):
+    from palaeo_ssl import load_embeddings
+    from palaeo_ssl.morphospace import MorphospaceConfig, compute_morphospace
+
+    config = MorphospaceConfig(protocol="paper", n_boot=5, n_boot_std=2, rarefaction_repeats=2)
+    folder = _part_labelled_store(tmp_path / "store")
+    first = compute_morphospace(folder, config, cache=tmp_path / "morph")
+    old = load_embeddings(folder)
+    other = np.asarray(load_embeddings(_part_labelled_store(tmp_path / "other", seed=1)).features)
+    Embeddings(other, old.paths, old.labels, old.class_names).save(folder)  # other features, the same index
+    again = compute_morphospace(folder, config, cache=tmp_path / "morph")
+    fresh = compute_morphospace(folder, config, cache=tmp_path / "fresh")
+    np.testing.assert_allclose(again.projections["pca"], fresh.projections["pca"], atol=1e-5)
+    assert not np.allclose(again.projections["pca"], first.projections["pca"], atol=1e-3)
+    np.testing.assert_array_equal(again.tables["outliers"]["outlier_score"], fresh.tables["outliers"]["outlier_score"])
+
+
+@pytest.mark.slow
+def test_a_labelled_subset_after_the_whole_store_gets_its_own_projections(tmp_path, quick_projections):
+    from palaeo_ssl import load_embeddings
+    from palaeo_ssl.morphospace import MorphospaceConfig, compute_morphospace
+
+    config = MorphospaceConfig(protocol="paper", n_boot=5, n_boot_std=2, rarefaction_repeats=2)
+    emb = load_embeddings(_part_labelled_store(tmp_path / "store"))
+    whole = compute_morphospace(emb, config, cache=tmp_path / "morph")
+    part = compute_morphospace(emb.labelled(), config, cache=tmp_path / "morph")  # the same folder
+    assert whole.projections["pca"].shape[0] == 60 and part.projections["pca"].shape[0] == 45
+    assert part.projections["knn_indices"].max() < 45 and len(part.tables["outliers"]) == 45
+    fresh = compute_morphospace(emb.labelled(), config, cache=tmp_path / "fresh")
+    np.testing.assert_allclose(part.projections["umap"], fresh.projections["umap"], atol=1e-5)
+
+
+def test_a_cached_array_of_another_row_count_is_never_returned(tmp_path):
+    from palaeo_ssl.morphospace.projections import ProjectionCache, cache_key
+
+    cache = ProjectionCache(tmp_path)
+    key = cache_key("same-key", "pca", {}, None)
+    cache.put("pca", key, {"scores": np.zeros((10, 3)), "explained_variance_ratio": np.ones(3)})
+    assert ProjectionCache(tmp_path).get("pca", key, n_rows=10) is not None
+    assert ProjectionCache(tmp_path).get("pca", key, n_rows=8) is None  # same key, other rows: recomputed
+
+
+def test_the_projection_cache_is_keyed_by_the_features_and_rows_held(tmp_path):
+    """The fast counterpart of the two tests above, at the cache itself (PCA and the neighbour graph)."""
+    from palaeo_ssl import load_embeddings
+    from palaeo_ssl.morphospace.projections import compute_projections
+
+    def pca_of(emb, folder):
+        return compute_projections(np.asarray(emb.features), folder, which=("pca",), identity=emb.identity())["pca"]
+
+    folder = _part_labelled_store(tmp_path / "store")
+    emb = load_embeddings(folder)
+    first = pca_of(emb, tmp_path / "morph")
+    part = pca_of(emb.labelled(), tmp_path / "morph")  # a subset into the same folder: its own rows
+    assert part.shape == (45, 2)
+    np.testing.assert_allclose(part, pca_of(emb.labelled(), tmp_path / "fresh"), atol=1e-5)
+    other = np.asarray(load_embeddings(_part_labelled_store(tmp_path / "other", seed=1)).features)
+    Embeddings(other, emb.paths, emb.labels, emb.class_names).save(folder)  # other features, the same index
+    resaved = load_embeddings(folder)
+    again = pca_of(resaved, tmp_path / "morph")
+    np.testing.assert_allclose(again, pca_of(resaved, tmp_path / "fresh2"), atol=1e-5)
+    assert not np.allclose(again, first, atol=1e-3)

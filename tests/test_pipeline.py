@@ -8,6 +8,7 @@ files share one run (``paper_run``), and the rerun tests start from it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -70,7 +71,11 @@ PAPER_RUN = dict(protocol="paper", reference="radiolaria", episodes=3, repeats=2
 def paper_run(tiny_model, tmp_path_factory):
     """One paper-protocol run of data/example, shared by every test that reads or reruns it."""
     out = tmp_path_factory.mktemp("run") / "example"
-    result = run_pipeline(EXAMPLE, model=str(tiny_model), out=out, **PAPER_RUN)
+    umask = os.umask(0o022)  # a lab's usual umask: every file it writes must be readable by colleagues
+    try:
+        result = run_pipeline(EXAMPLE, model=str(tiny_model), out=out, **PAPER_RUN)
+    finally:
+        os.umask(umask)
     assert result.out == out and set(result.probes) == {"paper"}
     return out
 
@@ -84,6 +89,10 @@ def test_run_writes_every_file(paper_run):
     assert list(out.glob("morphospace/umap_clusters_*.png"))
     stores = list((out / "embeddings").glob("*/features.npy"))
     assert len(stores) == 1
+    # written under umask 022: every file and folder readable by the group and others (atomic writes included)
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    wrong = {k: oct(m) for k, m in modes.items() if m != (0o755 if (out / k).is_dir() else 0o644)}
+    assert len(modes) > 40 and not wrong, wrong
 
 
 @pytest.mark.slow
@@ -257,3 +266,90 @@ def test_notebook_01_runs_headless(tiny_model, tmp_path):
         assert (out / rel).is_file(), rel
     shown = sum(1 for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
     assert shown >= 10
+
+
+def test_a_stage_made_by_other_code_is_recomputed(tmp_path, monkeypatch):
+    import palaeo_ssl
+    from palaeo_ssl import cache
+    from palaeo_ssl.pipeline import Stages
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        (tmp_path / "t.csv").write_text("a\n1\n")
+        return [tmp_path / "t.csv"], {}
+
+    assert not Stages(tmp_path).run("probes_paper", {"emb": "abc"}, compute).reused
+    assert Stages(tmp_path).run("probes_paper", {"emb": "abc"}, compute).reused
+    monkeypatch.setattr(palaeo_ssl, "__version__", "999.0")  # an upgrade of palaeo-ssl
+    cache.code_version.cache_clear()
+    try:
+        assert not Stages(tmp_path).run("probes_paper", {"emb": "abc"}, compute).reused
+        assert Stages(tmp_path).run("probes_paper", {"emb": "abc"}, compute).reused
+    finally:
+        monkeypatch.undo()
+        cache.code_version.cache_clear()
+    assert not Stages(tmp_path).run("probes_paper", {"emb": "abc"}, compute).reused  # and back
+    assert len(calls) == 3
+
+
+@pytest.mark.slow
+def test_both_protocols_compute_the_shared_morphospace_once(tmp_path, monkeypatch):
+    """Projections, disparity (bootstrap, rarefaction) and outliers once for both protocols; a rerun nothing."""
+    from collections import Counter
+
+    import numpy as np
+
+    from palaeo_ssl import Embeddings
+    from palaeo_ssl.morphospace import projections
+    from palaeo_ssl.morphospace import run as mrun
+    from palaeo_ssl.pipeline import Pipeline
+
+    def first_axes(features, *, n_components=2, **_):  # UMAP and t-SNE stand-ins: the computation is not under test
+        x = np.asarray(projections.unit_rows(features))
+        u, s, _vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+        return (u[:, :n_components] * s[:n_components]).astype(np.float32)
+
+    monkeypatch.setattr(projections, "umap_projection", first_axes)
+    monkeypatch.setattr(projections, "tsne_projection", lambda f, **k: {
+        "coords": first_axes(f), "index": np.arange(len(f)), "perplexity": np.asarray(20.0)})
+    monkeypatch.setattr(mrun, "_write_figures", lambda *a, **k: [])
+    calls: Counter = Counter()
+
+    def count(module, name):
+        real = getattr(module, name)
+
+        def counted(*a, **k):
+            calls[name] += 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(module, name, counted)
+
+    for module, name in ((mrun.pj, "compute_projections"), (mrun.dp, "disparity_table"), (mrun.dp, "rarefaction"),
+                         (mrun.dp, "disparity_per_class"), (mrun.ol, "neighbourhood_table"),
+                         (mrun.cl, "cluster_morphospace")):
+        count(module, name)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 15)
+    emb = Embeddings((rng.normal(size=(3, 12))[y] * 2 + rng.normal(size=(45, 12))).astype(np.float32),
+                     [f"img_{i}.png" for i in range(45)], y, ["a", "b", "c"])
+
+    def morphospace():
+        pipe = Pipeline(tmp_path / "data", out=tmp_path / "run", protocol="both", progress=False)
+        pipe.emb, pipe.ident = emb, emb.identity()
+        return pipe, pipe.morphospace()
+
+    pipe, tables = morphospace()
+    assert set(tables) == {"paper", "standard"}
+    assert calls == {"compute_projections": 1, "disparity_table": 1, "rarefaction": 1, "disparity_per_class": 1,
+                     "neighbourhood_table": 1, "cluster_morphospace": 2}, calls
+    out = tmp_path / "run" / "morphospace"
+    assert (out / "projections.npz").is_file() and not list(out.glob("*/projections.npz"))
+    for name in ("morphology_report.csv", "rarefaction.csv", "outliers.csv", "suspect_labels.csv"):
+        assert (out / "paper" / name).read_bytes() == (out / "standard" / name).read_bytes(), name
+    assert len(pd.read_csv(out / "standard" / "clustering_metrics.csv")) > len(
+        pd.read_csv(out / "paper" / "clustering_metrics.csv"))  # the clusterings are the protocols' own
+    calls.clear()
+    pipe, _ = morphospace()  # a rerun with nothing new
+    assert not calls and all(r.reused for r in pipe.stages.records.values())

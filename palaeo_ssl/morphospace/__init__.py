@@ -37,8 +37,9 @@ from .outliers import (
     suspect_labels,
 )
 from .projections import compute_projections, knn_graph, pca_projection, tsne_projection, umap_projection
-from .run import (MorphospaceConfig, MorphospaceResult, compute_morphospace, explorer_inputs, explorer_inputs_from_folder,
-                  groups_from_classes, groups_from_column, run_morphospace, write_morphospace)
+from .run import (MorphospaceConfig, MorphospaceResult, SharedMorphospace, compute_morphospace,
+                  compute_shared_morphospace, explorer_inputs, explorer_inputs_from_folder, groups_from_classes,
+                  groups_from_column, run_morphospace, write_morphospace)
 
 __all__ = [
     "ClusteringResult", "bootstrap_disparity", "cluster_morphospace", "clustering_scores", "compute_projections",
@@ -46,5 +47,6 @@ __all__ = [
     "explorer_inputs", "explorer_inputs_from_folder", "groups_from_classes", "groups_from_column", "knn_graph", "local_outlier_factor",
     "mean_pairwise_distance", "nearest_neighbours", "pairwise_distance_std", "neighbour_label_scores", "neighbourhood_table",
     "pca_projection", "permutation_test", "rarefaction", "run_morphospace", "MorphospaceConfig", "MorphospaceResult", "compute_morphospace", "write_morphospace",
+    "SharedMorphospace", "compute_shared_morphospace",
     "similar_table", "stability", "suspect_labels", "tsne_projection", "umap_projection",
 ]

@@ -10,9 +10,12 @@
 
 Both UMAPs share one cosine k-nearest-neighbour graph (:func:`knn_graph`),
 which the outlier and suspect-label scores reuse. Everything is cached in
-``projections.npz`` in the output folder, keyed by a hash of the features,
-the settings, the seed and the library versions, so a later step (or a re-run)
-reuses it instead of recomputing.
+``projections.npz`` in the output folder, keyed by the identity of the
+embeddings (:meth:`~palaeo_ssl.embeddings.Embeddings.identity`: their features
+and the rows held), the number of rows, the settings, the seed and the code
+version (:func:`palaeo_ssl.cache.code_version`), so a later step (or a re-run)
+reuses it instead of recomputing; an entry whose arrays do not have one row per
+image is never returned, whatever its key.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..cache import array_digest, atomic_save_npz, key_hash
+from ..cache import array_digest, atomic_save_npz, code_version, key_hash
 from .disparity import unit_rows
 from .rows import UnitRows, similarities, weighted_gram
 
@@ -56,23 +59,16 @@ def features_digest(features: np.ndarray) -> str:
     return array_digest(features.raw if isinstance(features, UnitRows) else features)
 
 
-def _versions() -> dict[str, str]:
-    import sklearn
-
-    out = {"numpy": np.__version__, "sklearn": sklearn.__version__}
-    try:
-        import umap
-
-        out["umap"] = umap.__version__
-    except Exception:  # pragma: no cover - umap is a dependency
-        pass
-    return out
+def cache_key(digest: str, name: str, settings: Mapping[str, Any], seed: int | None, n_rows: int | None = None) -> str:
+    """Key of one cached projection: the embeddings' identity (or features digest), the number of rows,
+    name, settings, seed and the code version (:func:`palaeo_ssl.cache.code_version`, as every cache)."""
+    return key_hash({"features": digest, "rows": n_rows, "name": name, "settings": dict(settings), "seed": seed,
+                     "code": code_version()}, length=24)
 
 
-def cache_key(digest: str, name: str, settings: Mapping[str, Any], seed: int | None) -> str:
-    """Key of one cached projection: features digest + name + settings + seed + library versions."""
-    return key_hash({"features": digest, "name": name, "settings": dict(settings), "seed": seed,
-                     "versions": _versions()}, length=24)
+#: the arrays of each cached entry that hold one row per image (checked against the images before reuse)
+ROW_ARRAYS = {"pca": ("scores",), "knn": ("indices", "distances"), "umap": ("coords",), "umap15": ("coords",),
+              "tsne": ("coords",)}
 
 
 class ProjectionCache:
@@ -94,12 +90,22 @@ class ProjectionCache:
                 log.warning("ignoring damaged projection cache %s (%s)", self.path, exc)
                 self._data = {}
 
-    def get(self, name: str, key: str) -> dict[str, np.ndarray] | None:
+    def get(self, name: str, key: str, n_rows: int | None = None) -> dict[str, np.ndarray] | None:
+        """The arrays of entry ``name`` when its key is ``key`` and (with ``n_rows``) each of its per-image
+        arrays (:data:`ROW_ARRAYS`) has ``n_rows`` rows; else None (recompute)."""
         stored = self._data.get(f"{name}:__key__")
         if stored is None or str(stored) != key:
             return None
         prefix = f"{name}:"
-        return {k[len(prefix):]: v for k, v in self._data.items() if k.startswith(prefix) and not k.endswith("__key__")}
+        hit = {k[len(prefix):]: v for k, v in self._data.items() if k.startswith(prefix) and not k.endswith("__key__")}
+        if n_rows is not None:
+            for array in ROW_ARRAYS.get(name, ()):
+                if array not in hit or hit[array].ndim < 1 or hit[array].shape[0] != n_rows:
+                    log.warning("ignoring the cached %s in %s: it does not hold one row per image", name, self.path)
+                    return None
+            if name == "knn" and hit["indices"].size and int(hit["indices"].max()) >= n_rows:
+                return None
+        return hit
 
     def put(self, name: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         prefix = f"{name}:"
@@ -382,8 +388,8 @@ def compute_projections(
     times = timings if timings is not None else {}
 
     def run(name: str, settings: Mapping[str, Any], sd: int | None, fn: Callable[[], Mapping[str, np.ndarray]]):
-        key = cache_key(digest, name, settings, sd)
-        hit = cache.get(name, key)
+        key = cache_key(digest, name, settings, sd, n)
+        hit = cache.get(name, key, n_rows=n)
         if hit is None:
             log.debug("computing %s (%d images)", name, n)
             t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,7 +24,7 @@ from .. import report
 from ..compute import compute_context
 from ..embeddings import Embeddings, load_embeddings
 from ..errors import UserError
-from ..params import POSITIVE_INT, SEED, ParameterError, check, check_all
+from ..params import POSITIVE_INT, SEED, ParameterError, check, check_all, literal, shown
 from ..protocol import DEFAULT_PROTOCOL, ProtocolLike, get_protocol
 from ..taxonomy import TAXONOMY_PARAM, load_taxonomy, rank_labels
 from . import clustering as cl
@@ -96,9 +96,9 @@ def groups_from_column(emb: Embeddings, table: str | Path, column: str,
     present = [v for v in dict.fromkeys(vals) if v != ""]
     if values is None:
         if len(present) != 2:
-            raise ParameterError("values", f"column '{column}' holds {len(present)} values for the stored images "
-                                           f"({', '.join(map(str, present[:10]))}); name the two to compare "
-                                           "({name} A B)")
+            raise ParameterError("values", "column " + shown(column) + f" holds {len(present)} values for the "
+                                           "stored images (" + literal(", ".join(map(str, present[:10])))
+                                           + "); name the two to compare ({name} A B)")
         values = present
     if len(values) != 2:
         raise UserError("give exactly two group values to compare")
@@ -190,17 +190,62 @@ class MorphospaceResult:
         return float(self.info.get("peak_rss_mb", 0.0))
 
 
-def compute_morphospace(embeddings: Embeddings | str | Path, config: MorphospaceConfig = MorphospaceConfig(), *,
-                        cache: str | Path | None = None, threads: int | None = 1,
-                        progress: bool = False) -> MorphospaceResult:
-    """Projections, clustering, disparity, outliers and suspect labels of ``embeddings``; nothing is written
-    except the projection cache (``cache/projections.npz``, when ``cache`` is given).
+#: the options of :class:`MorphospaceConfig` that the protocol-independent work does not depend on
+PROTOCOL_ONLY_OPTIONS = ("protocol", "taxonomy")
 
-    threads : BLAS/OpenMP threads for the whole analysis (default 1: on a shared CPU,
-        multi-threaded BLAS on many small matrices is several times slower); None = library default
-    """
+
+def shared_settings(config: MorphospaceConfig) -> dict[str, Any]:
+    """The options that the work shared by every protocol depends on: all but the protocol (and the
+    taxonomy, which only colours figures)."""
+    return {k: v for k, v in asdict(config).items() if k not in PROTOCOL_ONLY_OPTIONS}
+
+
+@dataclass
+class SharedMorphospace:
+    """The morphospace work that does not depend on the protocol, computed once for a run's protocols:
+    the L2-normalised rows, the projections (``projections``, cached), the clustering spaces (``spaces``:
+    the PCA components for 95% of the variance and the 15-D UMAP; ``n_pca``), the disparity with its
+    bootstrap intervals, rarefaction, per-class disparity, the distance histogram and the permutation test,
+    and the outlier and suspect-label scores (``tables``), with their ``timings`` (seconds) and the peak
+    memory after each step (``rss``). ``settings`` (:func:`shared_settings`) and ``embeddings`` say what it
+    was computed for; :func:`compute_morphospace` refuses it for anything else."""
+
+    embeddings: Embeddings
+    settings: dict[str, Any]
+    x: Any
+    projections: dict[str, np.ndarray]
+    spaces: dict[str, np.ndarray]
+    n_pca: int
+    tables: dict[str, pd.DataFrame]
+    timings: dict[str, float]
+    rss: dict[str, float]
+
+    def check_fits(self, emb: Embeddings, config: MorphospaceConfig) -> None:
+        """Raise ValueError unless this shared work was computed for ``emb`` and ``config``'s shared options."""
+        if self.settings != shared_settings(config):
+            raise ValueError("the shared morphospace work was computed with other options "
+                             f"({self.settings} vs {shared_settings(config)})")
+        if emb is not self.embeddings and emb.identity() != self.embeddings.identity():
+            raise ValueError("the shared morphospace work was computed for other embeddings")
+
+
+def compute_shared_morphospace(embeddings: Embeddings | str | Path,
+                               config: MorphospaceConfig = MorphospaceConfig(), *,
+                               cache: str | Path | None = None, threads: int | None = 1,
+                               progress: bool = False) -> SharedMorphospace:
+    """The protocol-independent part of :func:`compute_morphospace` (see :class:`SharedMorphospace`), to be
+    handed to it for every protocol (``shared=``) so that projections, disparity, bootstrap and outliers are
+    computed once. ``cache``, ``threads`` and ``progress`` as :func:`compute_morphospace`."""
     check("threads", threads, [POSITIVE_INT, None])
     emb = load_embeddings(embeddings)
+    bar = _progress(3, progress)
+    try:
+        return _compute_shared(emb, config, cache, threads, bar)
+    finally:
+        bar.close()
+
+
+def _compute_shared(emb: Embeddings, config: MorphospaceConfig, cache, threads: int | None, bar) -> SharedMorphospace:
     n = len(emb)
     if n < 5:
         raise UserError(f"the morphospace needs at least 5 images; this store has {n}")
@@ -211,28 +256,15 @@ def compute_morphospace(embeddings: Embeddings | str | Path, config: Morphospace
     labels = emb.labels if emb.has_labels else None
     if config.compare:
         comparison_groups(emb, config.compare)  # a misspelt group fails now, not after the projections
-    if config.taxonomy is not None and emb.has_labels:
-        load_taxonomy(emb.class_names, config.taxonomy)  # a bad taxonomy file fails now, not at the figures
     timings: dict[str, float] = {}
     rss: dict[str, float] = {}
-    bar = _progress(4, progress)
-    t_all = time.perf_counter()
     with compute_context(blas=threads, working_memory_mb=WORKING_MEMORY_MB):
         bar.set_description("projections")
         proj, spaces, n_pca = _projections(x, emb, config, cache, timings)
         rss["projections"] = report.peak_rss_mb()
         bar.update()
-        bar.set_description("clustering")
-        t0 = time.perf_counter()
-        clus_times: dict[str, float] = {}
-        clus = cl.cluster_morphospace(spaces, x, labels, protocol=config.protocol, seed=config.seed,
-                                      timings=clus_times)
-        timings.update({f"clustering: {k}": v for k, v in clus_times.items()})
-        timings["clustering"] = time.perf_counter() - t0
-        rss["clustering"] = report.peak_rss_mb()
-        bar.update()
         bar.set_description("disparity")
-        tables = {"clustering": clus.table, **_disparity(x, emb, config, timings)}
+        tables = _disparity(x, emb, config, timings)
         rss["disparity"] = report.peak_rss_mb()
         bar.update()
         bar.set_description("outliers")
@@ -241,10 +273,53 @@ def compute_morphospace(embeddings: Embeddings | str | Path, config: Morphospace
         timings["outliers"] = time.perf_counter() - t0
         rss["outliers"] = report.peak_rss_mb()
         bar.update()
+    return SharedMorphospace(embeddings=emb, settings=shared_settings(config), x=x, projections=proj, spaces=spaces,
+                             n_pca=n_pca, tables=tables, timings=timings, rss=rss)
+
+
+def compute_morphospace(embeddings: Embeddings | str | Path, config: MorphospaceConfig = MorphospaceConfig(), *,
+                        cache: str | Path | None = None, threads: int | None = 1,
+                        progress: bool = False, shared: SharedMorphospace | None = None) -> MorphospaceResult:
+    """Projections, clustering, disparity, outliers and suspect labels of ``embeddings``; nothing is written
+    except the projection cache (``cache/projections.npz``, when ``cache`` is given).
+
+    threads : BLAS/OpenMP threads for the whole analysis (default 1: on a shared CPU,
+        multi-threaded BLAS on many small matrices is several times slower); None = library default
+    shared : the protocol-independent work (:func:`compute_shared_morphospace`) when it was computed already,
+        e.g. for another protocol of the same run: only the clustering is computed here then. It must
+        have been computed for these embeddings and these options (but the protocol): ValueError otherwise.
+    """
+    check("threads", threads, [POSITIVE_INT, None])
+    emb = load_embeddings(embeddings)
+    if config.taxonomy is not None and emb.has_labels:
+        load_taxonomy(emb.class_names, config.taxonomy)  # a bad taxonomy file fails now, not at the figures
+    bar = _progress(4 if shared is None else 1, progress)
+    t_all = time.perf_counter()
+    handed = shared is not None
+    if shared is None:
+        shared = _compute_shared(emb, config, cache, threads, bar)
+    else:
+        shared.check_fits(emb, config)
+    x, proj, labels = shared.x, shared.projections, (emb.labels if emb.has_labels else None)
+    timings, rss = dict(shared.timings), dict(shared.rss)
+    with compute_context(blas=threads, working_memory_mb=WORKING_MEMORY_MB):
+        bar.set_description("clustering")
+        t0 = time.perf_counter()
+        clus_times: dict[str, float] = {}
+        clus = cl.cluster_morphospace(shared.spaces, x, labels, protocol=config.protocol, seed=config.seed,
+                                      timings=clus_times)
+        timings.update({f"clustering: {k}": v for k, v in clus_times.items()})
+        timings["clustering"] = time.perf_counter() - t0
+        rss["clustering"] = report.peak_rss_mb()
+        bar.update()
     bar.close()
+    tables = {"clustering": clus.table, **shared.tables}
     timings["compute"] = time.perf_counter() - t_all
     name = dataset_name(emb)
-    info = _run_info(emb, x, name, config, proj, n_pca, threads, rss)
+    info = _run_info(emb, x, name, config, proj, shared.n_pca, threads, rss)
+    if handed:  # the shared steps' timings are those of their one computation, not of this call
+        info["shared_work"] = ("projections, disparity (with bootstrap), outliers and suspect labels computed once "
+                               "for every protocol of this run; 'compute' is the clustering only")
     return MorphospaceResult(config=config, embeddings=emb, name=name, projections=proj, clustering=clus,
                              clusters={f"{p} / {a}": lab for (p, a), lab in clus.labels.items()}, tables=tables,
                              info=info, timings=timings)
@@ -553,17 +628,18 @@ def explorer_inputs(result: MorphospaceResult, k: int = ol.DEFAULT_K) -> dict[st
 
 
 def explorer_inputs_from_folder(embeddings: Embeddings | str | Path, morph_dir: str | Path, seed: int = 0,
-                                k: int = ol.DEFAULT_K) -> dict[str, Any]:
+                                k: int = ol.DEFAULT_K, cache: str | Path | None = None) -> dict[str, Any]:
     """:func:`explorer_inputs` from what an earlier :func:`run_morphospace` wrote into ``morph_dir``.
 
     For a run that reuses its morphospace stage from disk: reads the projection
-    cache (recomputing the UMAP only if it does not match these embeddings and
-    ``seed``), ``cluster_labels.csv`` and ``outliers.csv``.
+    cache (in ``cache``, default ``morph_dir``; recomputing the UMAP only if it does not
+    match these embeddings and ``seed``), ``cluster_labels.csv`` and ``outliers.csv``.
     """
     emb = load_embeddings(embeddings)
     morph_dir = Path(morph_dir)
     x = dp.unit_rows(np.asarray(emb.features))
-    proj = pj.compute_projections(x, morph_dir, seed, which=("pca", "umap"), identity=emb.identity())
+    proj = pj.compute_projections(x, morph_dir if cache is None else cache, seed, which=("pca", "umap"),
+                                  identity=emb.identity())
     n = len(emb)
     clusters: dict[str, np.ndarray] = {}
     lab_path = morph_dir / "cluster_labels.csv"
