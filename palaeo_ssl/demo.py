@@ -20,7 +20,7 @@ from typing import Any
 
 from .backbone import (ALIASES, DEFAULT_MODEL, RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_NOTICE, check_model_access,
                        is_local_model, resolve_model_id)
-from .cache import user_cache_dir
+from .cache import atomic_write_json, code_version, jsonable, read_json, user_cache_dir
 from .errors import ModelLoadError, UserError
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ DEMO_OUT = "results/example"
 #: appended to the results folder of a run that fell back to random weights
 SMOKE_SUFFIX = "-smoke"
 SMOKE_MODEL_NAME = "tiny-dinov3-random"
+#: the code the smoke model was built by (palaeo-ssl, torch, transformers), recorded in its folder
+SMOKE_BUILT_BY = ".palaeo-ssl-built-by.json"
+SMOKE_LIBRARIES = ("torch", "transformers")
 
 
 def smoke_model_dir() -> Path:
@@ -38,7 +41,8 @@ def smoke_model_dir() -> Path:
 
 
 def smoke_model(folder: str | os.PathLike | None = None) -> Path:
-    """The tiny random DINOv3 checkpoint (written once into ``folder``, then reused).
+    """The tiny random DINOv3 checkpoint (written once into ``folder``, then reused while palaeo-ssl, torch and
+    transformers keep their versions, which ``folder/.palaeo-ssl-built-by.json`` records; rebuilt otherwise).
 
     Built by :func:`palaeo_ssl.testing.make_tiny_dinov3` in a temporary folder next to
     ``folder`` and moved into place, so that an interrupted build is never half-used.
@@ -46,10 +50,11 @@ def smoke_model(folder: str | os.PathLike | None = None) -> Path:
     import json
 
     folder = Path(folder) if folder is not None else smoke_model_dir()
+    built_by = jsonable(code_version(SMOKE_LIBRARIES))
     try:
         cfg = json.loads((folder / "config.json").read_text())
         if cfg.get(RANDOM_WEIGHTS_KEY) and (folder / "model.safetensors").is_file() \
-                and (folder / "preprocessor_config.json").is_file():
+                and (folder / "preprocessor_config.json").is_file() and read_json(folder / SMOKE_BUILT_BY) == built_by:
             return folder
     except (OSError, ValueError):
         pass
@@ -64,6 +69,7 @@ def smoke_model(folder: str | os.PathLike | None = None) -> Path:
     hf_logging.disable_progress_bar()  # a bar for writing a 100 kB file is noise
     try:
         make_tiny_dinov3(tmp)
+        atomic_write_json(tmp / SMOKE_BUILT_BY, built_by)  # another palaeo-ssl or transformers builds it anew
     finally:
         if bars:
             hf_logging.enable_progress_bar()

@@ -191,3 +191,16 @@ def test_demo_command_falls_back_says_so_and_keeps_the_smoke_model_in_the_cache(
     assert "a pipeline check, not a result" in capsys.readouterr().out
     smoke = tmp_path / "cache" / "palaeo-ssl" / "models" / demo.SMOKE_MODEL_NAME
     assert calls == [str(smoke)] and json.loads((smoke / "config.json").read_text())[RANDOM_WEIGHTS_KEY] is True
+
+
+def test_the_smoke_model_is_rebuilt_by_other_code(tmp_path):
+    """The cached smoke model records the versions that built it; other versions build it anew (and the store,
+    keyed by the model folder's files, is then computed anew too)."""
+    folder = demo.smoke_model(tmp_path / "smoke")
+    weights = (folder / "model.safetensors").stat().st_mtime_ns
+    assert demo.smoke_model(folder) == folder and (folder / "model.safetensors").stat().st_mtime_ns == weights
+    built_by = json.loads((folder / demo.SMOKE_BUILT_BY).read_text())
+    (folder / demo.SMOKE_BUILT_BY).write_text(json.dumps({**built_by, "palaeo_ssl": "0.0.0"}))
+    demo.smoke_model(folder)
+    assert json.loads((folder / demo.SMOKE_BUILT_BY).read_text()) == built_by
+    assert (folder / "model.safetensors").stat().st_mtime_ns != weights

@@ -260,3 +260,23 @@ def test_single_file_switch(tmp_path):
     assert big["parts"]["specimens"].endswith("/data/specimens.js") and big["paths"] is None
     assert big["thumbs"] is None and big["thumb_folder"] is None  # no images: nothing per specimen for them
     assert (folder / "data" / "specimens.js").is_file() and not (folder / "thumbnails").exists()
+
+
+def test_a_companion_folder_the_explorer_did_not_write_is_never_cleared(tmp_path):
+    """``<page>_files`` of something else (a page a browser saved) is reported and left whole; the explorer's own
+    folder is replaced, a file browser's hidden files notwithstanding."""
+    from palaeo_ssl.errors import UserError
+
+    coords = np.arange(10.0).reshape(5, 2)
+    page = tmp_path / "page.html"
+    theirs = companion_folder(page)
+    (theirs / "data").mkdir(parents=True)
+    (theirs / "data" / "their_notes.txt").write_text("not the explorer's")
+    with pytest.raises(UserError, match="no explorer page wrote"):
+        write_explorer(page, coords, paths=[f"{i}.png" for i in range(5)], class_names=["a"], labels=[0] * 5, single_file=False)
+    assert (theirs / "data" / "their_notes.txt").read_text() == "not the explorer's" and not page.exists()
+    ours = tmp_path / "ours.html"
+    write_explorer(ours, coords, paths=[f"{i}.png" for i in range(5)], class_names=["a"], labels=[0] * 5, single_file=False)
+    (companion_folder(ours) / ".DS_Store").write_bytes(b"\0")
+    write_explorer(ours, coords, paths=[f"{i}.png" for i in range(5)], class_names=["a"], labels=[0] * 5, single_file=True)
+    assert not (companion_folder(ours) / "data").exists()

@@ -21,6 +21,8 @@ scripts and images of its own origin (``'self'``), nothing else.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from .render import safe_json
 
 #: specimens per nearest-neighbour file of a folder page
 NEIGHBOUR_CHUNK = 20_000
+#: the scripts a folder page writes into ``data/``
+_DATA_FILE = re.compile(r"^(specimens|neighbours_\d+)\.js$")
 
 
 def companion_folder(page: str | Path) -> Path:
@@ -43,14 +47,52 @@ def folder_url(page: str | Path) -> str:
     return quote(companion_folder(page).name)
 
 
+def made_by_an_explorer(folder: str | Path) -> bool:
+    """Whether ``folder`` holds only what :func:`~palaeo_ssl.explorer.write_explorer` writes into a companion
+    folder: ``thumbnails/<number>/`` folders and ``data/`` scripts of the names a page writes (hidden and
+    system files, such as a file browser's ``.DS_Store``, aside)."""
+    from ..images import is_hidden
+
+    def entries(path: Path) -> list:
+        return [e for e in os.scandir(path) if not is_hidden(e.name)]
+
+    folder = Path(folder)
+    try:
+        top = entries(folder)
+        if not {e.name for e in top} <= {"thumbnails", "data"} or not all(e.is_dir() for e in top):
+            return False
+        if (folder / "thumbnails").is_dir() and not all(
+                e.is_dir() and e.name.isdigit() for e in entries(folder / "thumbnails")):
+            return False
+        if (folder / "data").is_dir() and not all(
+                e.is_file() and _DATA_FILE.match(e.name) for e in entries(folder / "data")):
+            return False
+    except OSError:
+        return False
+    return True
+
+
 def clear_companion(page: str | Path) -> None:
-    """Remove what an earlier folder page wrote beside ``page`` (its ``thumbnails/`` and ``data/``)."""
+    """Remove what an earlier folder page wrote beside ``page`` (its ``thumbnails/`` and ``data/``).
+
+    Only a folder an explorer wrote (:func:`made_by_an_explorer`) is touched: a ``<page>_files`` folder of
+    something else (a page saved by a browser, say) raises :class:`~palaeo_ssl.errors.UserError` before
+    anything is removed or written."""
+    from ..errors import UserError
+
     folder = companion_folder(page)
+    if not folder.is_dir():
+        return
+    if not made_by_an_explorer(folder):
+        raise UserError(f"{folder} holds files that no explorer page wrote; they are left as they are. Move that "
+                        f"folder, or write the explorer under another name than {Path(page).name}")
     for sub in ("thumbnails", "data"):
         if (folder / sub).is_dir():
             shutil.rmtree(folder / sub)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    try:
+        folder.rmdir()  # when nothing else (a hidden file) is left in it
+    except OSError:
+        pass
 
 
 def part_script(part: dict[str, Any]) -> str:
