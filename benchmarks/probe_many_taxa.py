@@ -79,7 +79,13 @@ def augment(img, rng: np.random.Generator, size: int = 224):
 def build_features(n_taxa: int, per_taxon: int, seed: int = 0, size: int = 112, batch: int = 32
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(X (n_taxa * per_taxon, 384) float32, y) through a random-weight ViT-S/16 at ``size`` px; cached on disk."""
-    path = CACHE / f"many_taxa_vits16_{n_taxa}x{per_taxon}_{size}px_seed{seed}.npz"
+    from palaeo_ssl.cache import FEATURE_LIBRARIES, code_version, files_fingerprint, key_hash
+
+    srcs = source_images()
+    # keyed by the source images (their paths, sizes and mtimes) and the code that embeds them, as every cache
+    key = key_hash({"sources": [(str(p.parent), *files_fingerprint(p.parent, [p.name])[0]) for p in srcs],
+                    "code": code_version(FEATURE_LIBRARIES)}, length=10)
+    path = CACHE / f"many_taxa_vits16_{n_taxa}x{per_taxon}_{size}px_seed{seed}_{key}.npz"
     if path.exists():
         z = np.load(path)
         return z["X"], z["y"]
@@ -90,7 +96,6 @@ def build_features(n_taxa: int, per_taxon: int, seed: int = 0, size: int = 112, 
 
     from palaeo_ssl.testing import make_full_size_config
 
-    srcs = source_images()
     torch.manual_seed(seed)
     model = DINOv3ViTModel(make_full_size_config("vits16")).eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.sizes.split(","):
             n, c = (int(v) for v in spec.split(":"))
             t = time.perf_counter()
-            store = make_store(work / f"store_{n}_{c}", n, args.dim, c)
+            store = make_store(work / f"store_{n}_{c}_{args.dim}", n, args.dim, c)  # every input in the name
             print(f"store {n:,} x {args.dim} in {c} classes ready ({time.perf_counter() - t:.0f} s)", flush=True)
             for stage in args.stages.split(","):
                 r = measure(stage, store, work / f"run_{n}_{c}", args.timeout_min * 60)
