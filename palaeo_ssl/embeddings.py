@@ -70,11 +70,10 @@ class _StoreRows:
 
 
 def _strings_digest(items: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for s in items:
-        b = str(s).encode("utf-8", "surrogatepass")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
+    """SHA-256 (16 hex characters) of a list of strings (paths, specimens): their count and their text, NUL-separated
+    (a character no path holds), in one pass."""
+    h = hashlib.sha256(str(len(items)).encode())
+    h.update("\0".join(map(str, items)).encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:16]
 
 
