@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -50,12 +51,19 @@ def shown(value: Any) -> str:
     return literal(repr(value))
 
 
+#: what the template text (outside data) may hold: ``{name}``, and ``{{``/``}}`` for a brace (as templates were
+#: written when they were format strings); every other character, brace or not, is itself
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{name\}")
+
+
 def fill_template(template: str, name: str) -> str:
-    """``template`` with every ``{name}`` outside :func:`literal` data replaced by ``name``; the data is kept
-    exactly. Nothing is a format string: braces and percent signs anywhere are plain text."""
+    """``template`` with every ``{name}`` outside :func:`literal` data replaced by ``name`` (``{{`` and ``}}``
+    outside data read as one brace); the data is kept exactly. Nothing is a format string: no text can make
+    this fail, whatever braces or percent signs it holds."""
+    swap = {"{{": "{", "}}": "}", "{name}": name}
     out, inside = [], False
     for part in template.replace(_DATA_END, _DATA_START).split(_DATA_START):
-        out.append(part if inside else part.replace("{name}", name))
+        out.append(part if inside else _TEMPLATE_TOKEN.sub(lambda m: swap[m.group(0)], part))
         inside = not inside
     return "".join(out)
 

@@ -71,3 +71,31 @@ def test_validate_params_refuses_a_spec_naming_no_parameter():
         @validate_params({"kk": POSITIVE_INT})
         def g(k=1):
             return k
+
+
+@pytest.mark.parametrize("value", ["{lr}", "{name}", "{{x}}", "{0} %s %(x)d", "'\"", "a\nb", "ü∂ {"])
+def test_a_value_the_user_gave_is_data_never_a_template(value):
+    """What a caller passed is shown exactly as given (its repr), also where it holds ``{name}`` or braces."""
+    with pytest.raises(ParameterError) as info:
+        check("probes", value, Options(["logreg", "knn"]))
+    assert str(info.value) == f"probes must be one of 'logreg', 'knn', not {value!r}"
+    assert info.value.message_for("--probes") == f"--probes must be one of 'logreg', 'knn', not {value!r}"
+
+
+def test_a_template_is_text_with_one_placeholder():
+    error = ParameterError("k", "{name} must hold {0}, %s and {{ }}: see {name}")
+    assert error.message_for("-k") == "-k must hold {0}, %s and { }: see -k"  # {{ }} as format strings wrote them
+
+
+@pytest.mark.parametrize("value", ["{lr}", "{name}", "%s", "ü{"])
+def test_library_messages_quote_any_text(value):
+    """Where a message quotes what was passed (here the probes), the text is data: no KeyError, no placeholder."""
+    from palaeo_ssl.probes.classifiers import parse_probes
+    from palaeo_ssl.protocol import get_protocol
+
+    with pytest.raises(ParameterError) as info:
+        parse_probes(value)
+    assert info.value.message_for("--probes").startswith(f"unknown probe {value!r} in --probes;")
+    with pytest.raises(ParameterError) as info:
+        get_protocol(value)
+    assert str(info.value).endswith(f", not {value!r}")
