@@ -295,7 +295,8 @@ class Pipeline:
                                  **self.extract_options)
         summary = ExtractionSummary(**emb.meta["extraction"])
         store_rel = Path(summary.store).resolve().relative_to(self.out.resolve()).as_posix()
-        files = [f"{store_rel}/{n}" for n in ("features.npy", "index.csv", "meta.json")] + ["embeddings/skipped.csv"]
+        files = [f"{store_rel}/{n}" for n in ("features.npy", "index.csv", "meta.json", "skipped.csv")] + [
+            "embeddings/skipped.csv"]
         rec = StageRecord("extract", time.perf_counter() - t, summary.computed == 0, files,
                           {"computed": summary.computed, "reused_images": summary.reused, "skipped": summary.skipped,
                            "images_per_second": round(summary.images_per_second, 2)})
@@ -387,6 +388,7 @@ class Pipeline:
         first stage that is not reused, and handed to the others; the projection cache lies in
         ``out/morphospace`` for all of them."""
         from .morphospace import compute_morphospace, compute_shared_morphospace, write_morphospace
+        from .morphospace.projections import CACHE_FILE
 
         self._need_emb()
         shared: dict[str, Any] = {}
@@ -398,12 +400,15 @@ class Pipeline:
             return compute_morphospace(e, c, cache=self.projection_folder, progress=self.progress,
                                        shared=shared["work"])
 
+        def write(res, folder):
+            files = write_morphospace(res, folder, progress=self.progress)
+            cache = self.projection_folder / CACHE_FILE
+            return files + ([cache] if cache.is_file() and cache not in files else [])
+
         for proto in self.protocols:
             config = self._morphospace_config(proto)
-            self.morph_tables[proto] = self._analysis(
-                "morphospace", config, compute,
-                lambda res, folder: write_morphospace(res, folder, progress=self.progress), MORPHOSPACE_TABLES,
-                self.morph_results)
+            self.morph_tables[proto] = self._analysis("morphospace", config, compute, write, MORPHOSPACE_TABLES,
+                                                      self.morph_results)
         return self.morph_tables
 
     @property
@@ -592,8 +597,25 @@ def build_manifest(emb: Embeddings, out: Path, stages: Stages, summary, *, proto
     }
 
 
+def _made_by_this_run(manifest: dict[str, Any], comparison: pd.DataFrame | None) -> set[str]:
+    """The files (and folders) this run wrote or reused: every stage's, the manifest, the README, the comparison."""
+    made = {"manifest.json", "README.md"}
+    if comparison is not None:
+        made |= {"reference_comparison.csv", "reference_comparison.tex"}
+    for stage in manifest["stages"].values():
+        made.update(str(f).rstrip("/") for f in stage.get("files", []))
+    return made
+
+
+def _within(rel: str, made: set[str]) -> bool:
+    parts = rel.rstrip("/").split("/")
+    return any("/".join(parts[:k]) in made for k in range(1, len(parts) + 1))
+
+
 def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.DataFrame | None = None) -> Path:
-    """``README.md`` of a results folder: what was run, then every file with one line on what it shows."""
+    """``README.md`` of a results folder: what was run, then every file with one line on what it shows; files in
+    the folder that no stage of this run wrote or reused (an earlier run's, with other inputs or code) are listed
+    apart, as not part of these results."""
     lines = [
         f"# Results: {Path(str(manifest.get('data') or out)).name}",
         "",
@@ -626,8 +648,17 @@ def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.Dat
         files.append("explorer_files/")
     if "README.md" not in files:
         files.append("README.md")
+    made = _made_by_this_run(manifest, comparison)
+    earlier = [rel for rel in sorted(files) if not _within(rel, made)]
     for rel in sorted(files):
-        lines.append(f"- `{rel}`: {describe_file(rel)}")
+        if rel not in earlier:
+            lines.append(f"- `{rel}`: {describe_file(rel)}")
+    if earlier:  # never deleted (they may be someone's results), never presented as this run's
+        lines += ["", "## Files left from earlier runs", "",
+                  "Not made or reused by this run (another dataset, other options or another version of "
+                  "palaeo-ssl made them): they are not part of these results. palaeo-ssl never deletes them; "
+                  "remove them when they are no longer needed.", ""]
+        lines += [f"- `{rel}`: {describe_file(rel)}, left from an earlier run" for rel in earlier]
     path = out / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -355,3 +355,29 @@ def test_both_protocols_compute_the_shared_morphospace_once(tmp_path, monkeypatc
     calls.clear()
     pipe, _ = morphospace()  # a rerun with nothing new
     assert not calls and all(r.reused for r in pipe.stages.records.values())
+
+
+def test_files_of_earlier_runs_are_listed_apart_never_deleted(tmp_path):
+    """A results folder reused with other inputs or code keeps the earlier files (palaeo-ssl deletes nothing),
+    and its README does not present them as this run's."""
+    from palaeo_ssl.pipeline import write_results_readme
+
+    for rel in ("probes/classification_cv_results.csv", "morphospace/paper/projections.npz", "manifest.json",
+                "embeddings/old_store/features.npy", "embeddings/new_store/features.npy", "explorer_files/data/x.js"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    manifest = {"data": "d", "palaeo_ssl_version": "1", "created": "now", "model": {"id": "m", "pooling": "cls"},
+                "dtype": "float32", "device": "cpu", "protocols": ["paper"], "seeds": {"all_stages": 0},
+                "counts": {"images": 1, "labelled": 1, "classes": 1, "skipped": 0},
+                "stages": {"extract": {"seconds": 1.0, "reused": True, "files": ["embeddings/new_store/features.npy"]},
+                           "probes_paper": {"seconds": 1.0, "reused": False,
+                                            "files": ["probes/classification_cv_results.csv"]},
+                           "explorer": {"seconds": 1.0, "reused": False, "files": ["explorer.html", "explorer_files"]}}}
+    text = write_results_readme(tmp_path, manifest).read_text()
+    current, earlier = text.split("## Files left from earlier runs")
+    for rel in ("probes/classification_cv_results.csv", "embeddings/new_store/features.npy", "explorer_files/",
+                "manifest.json", "README.md"):
+        assert f"- `{rel}`: " in current and rel not in earlier, rel
+    for rel in ("morphospace/paper/projections.npz", "embeddings/old_store/features.npy"):
+        assert f"- `{rel}`: " in earlier and rel not in current, rel
+    assert (tmp_path / "embeddings/old_store/features.npy").is_file()
