@@ -218,7 +218,9 @@ class Backbone:
     def features(self, x: torch.Tensor, pooling: str = AUTO) -> torch.Tensor:
         """Pooled features (B, D) of a normalised batch already on the device in the model's dtype,
         left on the device (no copy back, no synchronisation). Call under ``torch.inference_mode()``."""
-        pooling = resolve_pooling(self.info, pooling)
+        return self._pooled(x, resolve_pooling(self.info, pooling))
+
+    def _pooled(self, x: torch.Tensor, pooling: str) -> torch.Tensor:
         tokens, pooled = self.forward_tokens(x)
         return pool_tokens(tokens, pooled, pooling, self.num_prefix_tokens)
 
@@ -227,10 +229,10 @@ class Backbone:
         ``torch.compile`` for fixed shapes (every batch must have the same shape: pad the last one).
         Compiled artefacts are cached on disk (see :func:`compile_cache_dir`), so a second run in a new
         process skips most of the compile time."""
-        pooling = resolve_pooling(self.info, pooling)
+        pooling = resolve_pooling(self.info, pooling)  # checked once, not in every (compiled) call
 
         def fn(x: torch.Tensor) -> torch.Tensor:
-            return self.features(x, pooling)
+            return self._pooled(x, pooling)
 
         if not compile:
             return fn

@@ -106,7 +106,7 @@ def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = tor
     return x if dtype == torch.float32 else x.to(dtype)
 
 
-def embed_uint8(backbone, pixels: torch.Tensor, prep: Preprocessing, pooling: str = "cls") -> torch.Tensor:
+def embed_uint8(backbone, pixels: torch.Tensor, prep: Preprocessing, pooling: str = "auto") -> torch.Tensor:
     """Features (B, D) float32 on the CPU of a uint8 batch (B, 3, S, S) on the CPU: the batch travels to
     the backbone's device as uint8 and is normalised there in the model's dtype (one batch at a time,
     no overlap: for the extraction loop's overlapped version see :class:`DeviceFeeder`)."""
