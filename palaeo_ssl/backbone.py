@@ -1,14 +1,18 @@
 """Load a Hugging Face vision backbone and its preprocessing; choose device and dtype; pool tokens.
 
 Models are named by a Hub id, a local folder, or a short alias (``dinov3-vits16``
--> ``facebook/dinov3-vits16-pretrain-lvd1689m``). The token comes from
-``HF_TOKEN`` or a stored login (never an interactive prompt); with
-``HF_HUB_OFFLINE=1`` models load from the local cache only.
+-> ``facebook/dinov3-vits16-pretrain-lvd1689m``). Several families run: DINOv3
+ViT and ConvNeXt, DINOv2 (with and without registers), the image towers of SigLIP
+(2) and CLIP; their table (recognition from ``config.json``, loading, poolings,
+licence) is :data:`palaeo_ssl.families.FAMILIES`, re-exported here. Each model's
+preprocessing (input size, resize-then-centre-crop, resampling, mean and std) is
+read from its own image-processor config. :func:`describe_backbone` gives what a
+comparison of models needs (family, licence, parameters, embedding size, input size).
 
-Before reading a Hub model, one quick request (no retries, a few seconds at most)
-decides whether the Hub can be reached. When it cannot, files come from the local
-cache only, or the call fails at once with one message, instead of
-huggingface_hub's retries with back-off (half a minute per file).
+The token comes from ``HF_TOKEN`` or a stored login (never an interactive prompt);
+with ``HF_HUB_OFFLINE=1`` models load from the local cache only. Before reading a
+Hub model, one quick request decides whether the Hub can be reached
+(:mod:`palaeo_ssl.hub`).
 
 A checkpoint whose ``config.json`` holds ``"palaeo_ssl_random_weights": true``
 (what :func:`palaeo_ssl.testing.make_tiny_dinov3` writes) has random weights:
@@ -27,24 +31,27 @@ from typing import Any
 import torch
 
 from .errors import ModelLoadError, UserError
-from .params import ParameterError
+from .families import (AUTO, FAMILIES, POOLING_MEANINGS, POOLINGS, Family, config_facts,  # noqa: F401
+                       family_named, family_of_config, pooling_error, supported_text, unsupported_error)
+from .hub import (HUB_CONNECT_TIMEOUT, HUB_READ_TIMEOUT, WEIGHT_FILES, _explain_load_error,  # noqa: F401
+                  _hub_offline_mode, _hub_revision, _offline_error, _token, hub_unreachable, weights_cached)
 from .models import ALIASES, DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE  # noqa: F401  (re-exported)
+from .params import ParameterError
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("cls", "mean", "cls+mean")
 PREPROCESSINGS = ("processor", "pad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")
 
 #: config.json key that marks a checkpoint with random weights (see palaeo_ssl.testing.make_tiny_dinov3)
 RANDOM_WEIGHTS_KEY = "palaeo_ssl_random_weights"
-#: seconds the one reachability request to the Hub may take to connect, and then to answer
-HUB_CONNECT_TIMEOUT = 1.5
-HUB_READ_TIMEOUT = 3.0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: the resampling filters of the uint8 pipeline, by the PIL number an image-processor config records
+#: (``resample``); others (Lanczos, box, Hamming) fall back to bicubic, as transformers' torchvision processors do
+RESAMPLE_NAMES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
 def resolve_model_id(model: str) -> str:
@@ -107,10 +114,13 @@ def dtype_name(dtype: torch.dtype) -> str:
 class Preprocessing:
     """How an image becomes the model's input tensor.
 
-    ``mode="processor"``: squash to ``size`` x ``size`` (the model's own processor, the
-    paper's setting). ``mode="pad"``: keep the aspect ratio, pad to a square with
-    ``background`` (RGB 0-255), then the same resize. Both rescale to [0, 1],
-    resize bilinearly with antialiasing, then normalise with ``mean``/``std``.
+    ``mode="processor"``: what the model's own image processor does: squash to ``size`` x
+    ``size`` (DINOv3, SigLIP; the paper's setting), or, where ``resize_short`` is set
+    (DINOv2, CLIP), resize the shorter side to ``resize_short`` keeping the aspect ratio and
+    cut the centre ``size`` x ``size`` square. ``mode="pad"``: keep the aspect ratio, pad
+    to a square with ``background`` (RGB 0-255), then squash (the whole image, never
+    cropped). All resize with the processor's ``interpolation`` (antialiased), then
+    rescale to [0, 1] and normalise with ``mean``/``std``.
     """
 
     mode: str = "processor"
@@ -118,10 +128,22 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     background: tuple[int, int, int] = (0, 0, 0)
+    #: ``bilinear``, ``bicubic`` or ``nearest``, from the processor's ``resample``
+    interpolation: str = "bilinear"
+    #: the shorter side before the centre crop to ``size`` (None: no crop, squash to ``size``)
+    resize_short: int | None = None
+
+    @property
+    def resize(self) -> str:
+        """How the image reaches ``size`` x ``size``, in words (part of the store key)."""
+        if self.resize_short is None:
+            return self.interpolation
+        return f"{self.interpolation}, shorter side {self.resize_short}, centre crop {self.size}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "size": self.size, "mean": list(self.mean), "std": list(self.std),
-                "background": list(self.background)}
+                "background": list(self.background), "interpolation": self.interpolation,
+                "resize_short": self.resize_short}
 
 
 # ---------------------------------------------------------------------- the backbone
@@ -143,11 +165,23 @@ class Backbone:
     config: Any = field(repr=False, default=None)
     #: the checkpoint is marked as random weights (its features say nothing about fossils)
     random_weights: bool = False
+    #: what was read from the config files (family, poolings, token layout, preprocessing)
+    model_info: "ModelInfo | None" = field(repr=False, default=None)
+    #: a norm to apply to ``last_hidden_state`` to get final-norm tokens (CLIP's post-layernorm), or None
+    final_norm: torch.nn.Module | None = field(repr=False, default=None)
+    #: keyword arguments of every forward call (``interpolate_pos_encoding`` for SigLIP and CLIP)
+    forward_kwargs: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def family(self) -> Family:
+        """The backbone family (:data:`palaeo_ssl.families.FAMILIES`)."""
+        return self.info.family_entry
 
     @property
     def num_prefix_tokens(self) -> int:
-        """CLS + register tokens that precede the patch tokens."""
-        return 1 + self.num_register_tokens
+        """Tokens that precede the patch tokens: the class token (ConvNeXt: its pooled token; SigLIP: none)
+        and the registers."""
+        return self.info.num_prefix_tokens
 
     def feature_dim(self, pooling: str) -> int:
         return self.info.feature_dim(pooling)
@@ -158,33 +192,47 @@ class Backbone:
 
     @property
     def info(self) -> "ModelInfo":
+        if self.model_info is not None:
+            return self.model_info
         return ModelInfo(model_id=self.model_id, local=self.revision == "local", patch_size=self.patch_size,
                          hidden_size=self.hidden_size, num_register_tokens=self.num_register_tokens,
                          default_size=self.default_size, mean=self.mean, std=self.std, revision=self.revision,
                          random_weights=self.random_weights)
 
     @torch.inference_mode()
-    def embed(self, pixel_values: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+    def embed(self, pixel_values: torch.Tensor, pooling: str = AUTO) -> torch.Tensor:
         """Features of a batch (B, 3, H, W) -> (B, D) float32 on the CPU."""
         x = pixel_values.to(self.device, dtype=self.dtype, non_blocking=True)
         return self.features(x, pooling).float().cpu()
 
-    def features(self, x: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward pass of a normalised batch on the device: (final-norm tokens (B, prefix + patches, D),
+        the model's own global feature (B, D) or None). Tokens are laid out as :attr:`num_prefix_tokens`
+        prefix tokens, then the patch tokens in row-major order."""
+        out = self.model(pixel_values=x, **self.forward_kwargs)
+        hidden = out.last_hidden_state
+        if self.final_norm is not None:
+            hidden = self.final_norm(hidden)
+        return hidden, getattr(out, "pooler_output", None)
+
+    def features(self, x: torch.Tensor, pooling: str = AUTO) -> torch.Tensor:
         """Pooled features (B, D) of a normalised batch already on the device in the model's dtype,
         left on the device (no copy back, no synchronisation). Call under ``torch.inference_mode()``."""
-        out = self.model(pixel_values=x)
-        return pool_tokens(out.last_hidden_state, out.pooler_output, pooling, self.num_prefix_tokens)
+        return self._pooled(x, resolve_pooling(self.info, pooling))
 
-    def feature_fn(self, pooling: str = "cls", compile: bool = False):
+    def _pooled(self, x: torch.Tensor, pooling: str) -> torch.Tensor:
+        tokens, pooled = self.forward_tokens(x)
+        return pool_tokens(tokens, pooled, pooling, self.num_prefix_tokens)
+
+    def feature_fn(self, pooling: str = AUTO, compile: bool = False):
         """:meth:`features` for ``pooling`` as a function of the batch; with ``compile``, compiled by
         ``torch.compile`` for fixed shapes (every batch must have the same shape: pad the last one).
         Compiled artefacts are cached on disk (see :func:`compile_cache_dir`), so a second run in a new
         process skips most of the compile time."""
-        if pooling not in POOLINGS:
-            raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        pooling = resolve_pooling(self.info, pooling)  # checked once, not in every (compiled) call
 
         def fn(x: torch.Tensor) -> torch.Tensor:
-            return self.features(x, pooling)
+            return self._pooled(x, pooling)
 
         if not compile:
             return fn
@@ -194,9 +242,9 @@ class Backbone:
 
     @torch.inference_mode()
     def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states (B, 1 + registers + patches, D) in float32 on the CPU."""
+        """Final-norm tokens (B, prefix + patches, D) in float32 on the CPU (see :meth:`forward_tokens`)."""
         x = pixel_values.to(self.device, dtype=self.dtype)
-        return self.model(pixel_values=x).last_hidden_state.float().cpu()
+        return self.forward_tokens(x)[0].float().cpu()
 
 
 #: TORCHINDUCTOR_CACHE_DIR as the user set it, read before torch can fill in its own default (a folder
@@ -240,130 +288,108 @@ def check_compile(device: torch.device) -> None:
 
 def pool_tokens(last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None, pooling: str,
                 num_prefix_tokens: int) -> torch.Tensor:
-    """Pool a (B, T, D) token sequence.
+    """Pool a (B, T, D) sequence of final-norm tokens whose first ``num_prefix_tokens`` precede the patch tokens.
 
-    ``cls``: the pooler output (the CLS token after the final norm);
-    ``mean``: mean of the patch tokens (CLS and register tokens excluded);
-    ``cls+mean``: both, concatenated (B, 2D).
+    ``cls`` / ``head`` / ``gap``: the model's own global feature, ``pooler_output`` (the class token
+    after the final norm; SigLIP's attention-pooling head; ConvNeXt's normed global average);
+    ``mean``: mean of the patch tokens (class, pooled and register tokens excluded);
+    ``<global>+mean``: both, concatenated (B, 2D). Which of them mean something for a model is
+    :func:`resolve_pooling`'s business.
     """
-    if pooling not in POOLINGS:
+    if pooling not in POOLING_MEANINGS:
         raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-    cls = pooler_output if pooler_output is not None else last_hidden_state[:, 0]
-    if pooling == "cls":
-        return cls
+    base = pooling.split("+")[0]
+    if base != "mean":
+        if pooler_output is None and (base != "cls" or num_prefix_tokens < 1):
+            raise UserError(f"pooling {pooling!r}: this model has no {base} output")
+        glob = pooler_output if pooler_output is not None else last_hidden_state[:, 0]
+        if pooling == base:
+            return glob
     mean = last_hidden_state[:, num_prefix_tokens:].mean(dim=1)
     if pooling == "mean":
         return mean
-    return torch.cat([cls, mean], dim=1)
+    return torch.cat([glob, mean], dim=1)
 
 
-def _token() -> str | bool | None:
-    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    return tok or None  # None: huggingface_hub falls back to a stored login
+def resolve_pooling(info: "ModelInfo", pooling: str | None) -> str:
+    """``pooling`` checked against the model's family: ``auto`` (or None) becomes the family's own global
+    feature (``cls``, SigLIP ``head``, ConvNeXt ``gap``); a pooling that means nothing for it (``cls`` of
+    SigLIP, which has no class token) is a ParameterError naming the valid ones."""
+    pooling = AUTO if pooling is None else str(pooling)
+    if pooling == AUTO:
+        return info.poolings[0]
+    if pooling not in info.poolings:
+        if pooling not in POOLING_MEANINGS:
+            raise ParameterError("pooling", f"unknown {{name}} {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        raise ParameterError("pooling", pooling_error(pooling, info.family_entry, info.poolings, info.model_id))
+    return pooling
 
 
-def _explain_load_error(model: str, model_id: str, exc: BaseException) -> ModelLoadError:
-    """Turn Hub / transformers errors into a message that says what to do."""
-    text = f"{type(exc).__name__}: {exc}"
-    low = text.lower()
-    page = f"https://huggingface.co/{model_id}"
-    local_hint = "or pass a local folder that holds config.json, the weights and preprocessor_config.json"
-    if "gated" in low or "access to model" in low or "403" in low:
-        return ModelLoadError(
-            f"{model_id} is a gated model and this account has no access yet. Open {page}, log in, accept "
-            "the DINOv3 licence, then set HF_TOKEN (or run 'hf auth login') and try again; " + local_hint,
-            kind="gated", reason="a gated model, and this account has not accepted its licence",
-        )
-    if "401" in low or "unauthorized" in low or "token" in low and "invalid" in low:
-        return ModelLoadError(
-            f"the Hub refused the request for {model_id} (no token or an invalid token). Set HF_TOKEN to a "
-            f"token of an account that accepted the licence at {page} (or run 'hf auth login'); " + local_hint,
-            kind="token", reason="no Hugging Face token, or an invalid one",
-        )
-    if "offline" in low or "couldn't connect" in low or "connection" in low or "cannot find the requested files in the" in low \
-            or "localentrynotfound" in low or "name or service not known" in low:
-        return _offline_error(model_id, "no network connection (or HF_HUB_OFFLINE=1)")
-    if "not a valid model identifier" in low or "repository not found" in low or "repo id must" in low \
-            or "404" in low or "repositorynotfound" in low or "hfvalidationerror" in low:
-        aliases = ", ".join(ALIASES)
-        return ModelLoadError(
-            f"{model!r} is neither a local folder nor a model on the Hugging Face Hub. Check the spelling, "
-            f"use a short alias ({aliases}) or a Hub id such as {ALIASES[DEFAULT_MODEL]}, " + local_hint,
-            kind="not_found", reason="no such local folder or Hub model",
-        )
-    return ModelLoadError(f"could not load model {model!r} ({text[:500]}); " + local_hint)
-
-
-def _offline_error(model_id: str, why: str, what: str = "no cached copy") -> ModelLoadError:
-    return ModelLoadError(
-        f"could not download {model_id}: {why} and {what}. Run once with network access to fill the cache, "
-        "then HF_HUB_OFFLINE=1 works; or pass a local folder that holds config.json, the weights and "
-        "preprocessor_config.json",
-        kind="offline", reason=f"{why} and {what}",
-    )
-
-
-def _hub_offline_mode() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.is_offline_mode())
-
-
-def hub_unreachable(model_id: str, connect_timeout: float = HUB_CONNECT_TIMEOUT, endpoint: str | None = None) -> str | None:
-    """Why the Hugging Face Hub cannot serve ``model_id`` right now, or ``None`` when it answers.
-
-    One bare HEAD request for the model's ``config.json`` at ``endpoint`` (default: ``HF_ENDPOINT``),
-    no retries, no token: any HTTP answer but a server error means "reachable" (refusals such as a
-    gated model are reported by the ordinary loading that follows). At most ``connect_timeout``
-    seconds to connect, :data:`HUB_READ_TIMEOUT` to answer; no request at all under ``HF_HUB_OFFLINE=1``. Returns a short reason ("no network connection
-    (HF_HUB_OFFLINE=1 is set)", "no network connection (the Hugging Face Hub at
-    https://huggingface.co cannot be reached: ...)") when there is no network or the Hub is down,
-    so that the caller reads the local cache only instead of waiting through huggingface_hub's
-    retries with back-off (half a minute per file).
-    """
-    from huggingface_hub import constants, hf_hub_url
-    from huggingface_hub.utils import get_session
-
-    try:
-        import httpx2 as httpx  # the HTTP client of huggingface_hub >= 2
-    except ImportError:  # pragma: no cover - older huggingface_hub
-        import httpx
-
-    if _hub_offline_mode():
-        return "no network connection (HF_HUB_OFFLINE=1 is set)"
-    endpoint = endpoint or constants.ENDPOINT
-    try:
-        response = get_session().head(hf_hub_url(model_id, "config.json", endpoint=endpoint),
-                                      timeout=httpx.Timeout(HUB_READ_TIMEOUT, connect=connect_timeout))
-    except httpx.TransportError as exc:  # DNS, refused, timeout, proxy: no usable network
-        return (f"no network connection (the Hugging Face Hub at {endpoint} cannot be reached: "
-                f"{_short(exc) or type(exc).__name__})")
-    except Exception as exc:  # anything else: let the ordinary loading path find out and report it
-        log.debug("Hub check for %s: %r", model_id, exc)
+def _size_field(size: Any, key: str) -> int | None:
+    """``size[key]`` of an image processor's size (a dict or transformers' SizeDict), or None."""
+    if size is None:
         return None
-    if response.status_code >= 500:
-        return f"the Hugging Face Hub at {endpoint} answered HTTP {response.status_code} (down or overloaded)"
-    return None
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
 
 
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
-
-
-def _processor_stats(model_path: str, token, local_files_only: bool = False) -> tuple[tuple, tuple, int | None]:
-    """Mean, std and square size from the model's image-processor config."""
+def _processor_stats(model_path: str, token, local_files_only: bool = False) -> dict[str, Any]:
+    """What the model's image processor does, from its config: ``mean``, ``std``, ``size`` (the square side it
+    feeds the model), ``crop_from`` (the shorter side it resizes to before cutting the centre ``size`` square,
+    or None when it squashes) and ``interpolation`` (:data:`RESAMPLE_NAMES`)."""
     from transformers import AutoImageProcessor
 
     proc = AutoImageProcessor.from_pretrained(model_path, token=token, local_files_only=local_files_only)
     mean = tuple(float(v) for v in (getattr(proc, "image_mean", None) or IMAGENET_MEAN))
     std = tuple(float(v) for v in (getattr(proc, "image_std", None) or IMAGENET_STD))
     size = getattr(proc, "size", None)
-    side = None
-    if isinstance(size, dict):
-        side = size.get("height") or size.get("shortest_edge")
-    elif size is not None:
-        side = getattr(size, "height", None) or getattr(size, "shortest_edge", None)
-    return mean, std, (int(side) if side else None)
+    height, short = _size_field(size, "height"), _size_field(size, "shortest_edge")
+    crop = _size_field(getattr(proc, "crop_size", None), "height") if getattr(proc, "do_center_crop", False) else None
+    side, crop_from = height or short, None
+    if short and not height:  # shorter side to `short`, then (if it crops) the centre `crop` square
+        side = crop or short
+        crop_from = max(short, side)
+    resample = getattr(proc, "resample", None)
+    try:
+        interpolation = RESAMPLE_NAMES.get(int(resample), "bicubic") if resample is not None else "bilinear"
+    except (TypeError, ValueError):  # a torchvision InterpolationMode
+        interpolation = str(getattr(resample, "value", resample)).lower()
+        interpolation = interpolation if interpolation in RESAMPLE_NAMES.values() else "bicubic"
+    return {"mean": mean, "std": std, "size": side, "crop_from": crop_from, "interpolation": interpolation}
+
+
+#: how loud transformers may be while an image tower is read out of a whole vision-language checkpoint
+#: (its report lists every text-tower weight left unread, which is what was meant)
+_QUIET = 40  # logging.ERROR
+
+
+def _load_weights(info: "ModelInfo", dtype: torch.dtype, attn_implementation: str) -> torch.nn.Module:
+    """The family's model (or image tower) from ``info.model_id``, through ``from_pretrained``."""
+    import transformers
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    fam = info.family_entry
+    # the weights of the very commit whose config was read (and that keys the store)
+    pinned = {"revision": info.revision} if not info.local and info.revision != "unknown" else {}
+    kwargs = dict(token=_token(), dtype=dtype, local_files_only=info.cache_only, **pinned)
+    if fam.attention_impl:
+        kwargs["attn_implementation"] = attn_implementation
+    if fam.tower_class is None:
+        return AutoModel.from_pretrained(info.model_id, **kwargs)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(max(level, _QUIET))
+    try:
+        return getattr(transformers, fam.tower_class).from_pretrained(info.model_id, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _attribute(obj: Any, path: str | None) -> Any:
+    for part in (path or "").split("."):
+        if part:
+            obj = getattr(obj, part)
+    return obj if path else None
 
 
 def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
@@ -373,17 +399,11 @@ def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str =
     Raises :class:`ModelLoadError` (a :class:`UserError`) with advice when the
     model cannot be found, is gated, or cannot be downloaded.
     """
-    from transformers import AutoModel
-
     info = info or describe_model(model)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
-        # the weights of the very commit whose config was read (and that keys the store)
-        pinned = {"revision": info.revision} if not info.local and info.revision != "unknown" else {}
-        net = AutoModel.from_pretrained(info.model_id, token=_token(), dtype=dt,
-                                        attn_implementation=attn_implementation,
-                                        local_files_only=info.cache_only, **pinned)
+        net = _load_weights(info, dt, attn_implementation)
     except UserError:
         raise
     except Exception as exc:  # Hub, network and file errors come in many types
@@ -393,10 +413,43 @@ def load_backbone(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str =
     net.eval().to(dev)
     revision = "local" if info.local else info.revision
     log.debug("loaded %s (revision %s) on %s as %s", info.model_id, revision, dev, dt)
+    fam = info.family_entry
     return Backbone(model=net, model_id=info.model_id, revision=revision, device=dev, dtype=dt,
                     patch_size=info.patch_size, num_register_tokens=info.num_register_tokens,
                     hidden_size=info.hidden_size, default_size=info.default_size, mean=info.mean, std=info.std,
-                    config=net.config, random_weights=info.random_weights)
+                    config=net.config, random_weights=info.random_weights, model_info=info,
+                    final_norm=_attribute(net, fam.final_norm), forward_kwargs=dict(fam.forward_kwargs))
+
+
+def describe_backbone(model: "Backbone | ModelInfo | str", pooling: str = AUTO,
+                      image_size: int | None = None) -> dict[str, Any]:
+    """What a comparison of models reports about one: ``family`` (name), ``family_title``, ``licence``,
+    ``licence_note``, ``model_id``, ``revision``, ``pooling`` (resolved), ``poolings`` (those that mean
+    something for it), ``embedding_dim`` (the pooled feature's length), ``hidden_size``, ``patch_size``
+    (pixels per token side; ConvNeXt: its stride, 32), ``num_prefix_tokens``, ``image_size`` (the input
+    side: ``image_size`` or the processor's), ``tokens_per_image`` (prefix + patch tokens at that size),
+    ``attention`` (class-token attention maps exist), ``random_weights`` and, for a loaded
+    :class:`Backbone`, ``params`` (the number of parameters of what was loaded: the image tower alone for
+    SigLIP and CLIP) and ``params_millions``. ``model`` may also be an alias, Hub id or folder (read
+    from its config files; no weights, no ``params``)."""
+    info = model.info if isinstance(model, Backbone) else model if isinstance(model, ModelInfo) \
+        else describe_model(model)
+    fam = info.family_entry
+    pooling = resolve_pooling(info, pooling)
+    size = int(image_size or info.default_size)
+    grid = size // info.patch_size
+    out: dict[str, Any] = {
+        "model_id": info.model_id, "revision": info.revision, "family": fam.name, "family_title": fam.title,
+        "licence": fam.licence, "licence_note": fam.licence_note, "pooling": pooling, "poolings": list(info.poolings),
+        "embedding_dim": info.feature_dim(pooling), "hidden_size": info.hidden_size, "patch_size": info.patch_size,
+        "num_prefix_tokens": info.num_prefix_tokens, "image_size": size,
+        "tokens_per_image": info.num_prefix_tokens + grid * grid, "attention": fam.attention,
+        "random_weights": bool(info.random_weights),
+    }
+    if isinstance(model, Backbone):
+        params = sum(p.numel() for p in model.model.parameters())
+        out.update(params=int(params), params_millions=round(params / 1e6, 3))
+    return out
 
 
 @dataclass(frozen=True)
@@ -417,15 +470,36 @@ class ModelInfo:
     random_weights: bool = False
     #: why the Hub is not asked (no network, HF_HUB_OFFLINE=1): files come from the local cache only
     cache_reason: str | None = field(default=None, compare=False)
+    #: the backbone family (a key of :data:`palaeo_ssl.families.FAMILIES`)
+    family: str = "dinov3-vit"
+    #: the poolings that mean something for this model, its own global feature first
+    poolings: tuple[str, ...] = ("cls", "mean", "cls+mean")
+    #: the image processor's resampling filter (``bilinear``, ``bicubic``, ``nearest``)
+    interpolation: str = "bilinear"
+    #: the shorter side the processor resizes to before cutting the centre ``default_size`` square (None: squash)
+    crop_from: int | None = None
 
     @property
     def cache_only(self) -> bool:
         """Load from the local cache without any request to the Hub."""
         return self.cache_reason is not None
 
+    @property
+    def family_entry(self) -> Family:
+        return family_named(self.family)
+
+    @property
+    def licence(self) -> str:
+        return self.family_entry.licence
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens: class (ConvNeXt: pooled) token if the family has one, and registers."""
+        return int(self.family_entry.prefix_token) + self.num_register_tokens
+
     def feature_dim(self, pooling: str) -> int:
-        """Length of a pooled feature: ``cls+mean`` concatenates two hidden-size vectors."""
-        return self.hidden_size * (2 if pooling == "cls+mean" else 1)
+        """Length of a pooled feature: ``<global>+mean`` concatenates two hidden-size vectors."""
+        return self.hidden_size * (2 if "+" in str(pooling) else 1)
 
 
 def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
@@ -455,39 +529,32 @@ def describe_model(model: str = DEFAULT_MODEL) -> ModelInfo:
     unreachable = None if local else hub_unreachable(model_id)
     try:
         config = AutoConfig.from_pretrained(path, token=token, local_files_only=unreachable is not None)
-        mean, std, side = _processor_stats(path, token, local_files_only=unreachable is not None)
+        fam = family_of_config(config, model)  # an unsupported architecture is refused before anything else
+        proc = _processor_stats(path, token, local_files_only=unreachable is not None)
     except UserError:
         raise
     except Exception as exc:
         if unreachable is not None:
             raise _offline_error(model_id, unreachable) from exc
         raise _explain_load_error(model, model_id, exc) from exc
+    facts = config_facts(config, fam)
     return ModelInfo(
         model_id=path if local else model_id,
         local=local,
-        patch_size=int(getattr(config, "patch_size", 16) or 16),
-        hidden_size=int(getattr(config, "hidden_size")),
-        num_register_tokens=int(getattr(config, "num_register_tokens", 0) or 0),
-        default_size=int(side or getattr(config, "image_size", 224) or 224),
-        mean=mean,
-        std=std,
+        patch_size=facts["patch_size"],
+        hidden_size=facts["hidden_size"],
+        num_register_tokens=facts["num_register_tokens"],
+        default_size=int(proc["size"] or facts["native_size"] or 224),
+        mean=proc["mean"],
+        std=proc["std"],
         revision="local" if local else _hub_revision(model_id, token),
         random_weights=bool(getattr(config, RANDOM_WEIGHTS_KEY, False)),
         cache_reason=unreachable,
+        family=fam.name,
+        poolings=fam.poolings(facts["has_global"]),
+        interpolation=proc["interpolation"],
+        crop_from=proc["crop_from"],
     )
-
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
-
-def weights_cached(info: ModelInfo) -> bool:
-    """Whether the model's weights are on this machine (a local folder, or the Hub cache at its revision)."""
-    if info.local:
-        return any((Path(info.model_id) / f).is_file() for f in WEIGHT_FILES)
-    from huggingface_hub import try_to_load_from_cache
-
-    rev = None if info.revision == "unknown" else info.revision
-    return any(isinstance(try_to_load_from_cache(info.model_id, f, revision=rev), str) for f in WEIGHT_FILES)
 
 
 def check_model_access(model: str = DEFAULT_MODEL) -> ModelInfo:
@@ -507,33 +574,25 @@ def check_model_access(model: str = DEFAULT_MODEL) -> ModelInfo:
     return info
 
 
-def _hub_revision(model_id: str, token) -> str:
-    """The commit a Hub model's files come from: the snapshot folder its cached config.json lives in.
-
-    Read from the local cache only: describe_model has just fetched config.json, which recorded the
-    commit it came from, so asking the Hub again would cost a round trip and could name a newer commit.
-    """
-    from transformers.utils import cached_file
-
-    try:
-        path = Path(cached_file(model_id, "config.json", token=token, local_files_only=True))
-    except Exception:  # already read once by describe_model; anything odd here only loses the record
-        return "unknown"
-    parts = path.parts
-    if "snapshots" in parts[:-1]:
-        return parts[parts.index("snapshots") + 1]
-    return "unknown"
-
-
 def make_preprocessing(info: ModelInfo, mode: str = "processor", image_size: int | None = None,
                        background: tuple[int, int, int] = (0, 0, 0)) -> Preprocessing:
-    """Validate ``mode`` and ``image_size`` (a multiple of the patch size) for a model."""
+    """Validate ``mode`` and ``image_size`` for a model and say how its images are resized.
+
+    ``image_size`` (default: the side the model's processor feeds it) must be a multiple of the patch size
+    (ConvNeXt: of its stride, 32), unless it is the processor's own side (SigLIP so400m/14 at 384). A
+    processor that resizes the shorter side and cuts the centre square (DINOv2: 256 then 224) keeps its
+    ratio at other sizes (448: 512 then 448); ``mode="pad"`` never crops.
+    """
     if mode not in PREPROCESSINGS:
         raise UserError(f"unknown preprocessing {mode!r}; choose one of {', '.join(PREPROCESSINGS)}")
     size = int(image_size or info.default_size)
-    if size <= 0 or size % info.patch_size:
+    if size <= 0 or (size % info.patch_size and size != info.default_size):
         raise ParameterError(
             "image_size", f"{{name}} {size} is not a multiple of the model's patch size ({info.patch_size}); "
                           f"try {max(info.patch_size, round(size / info.patch_size) * info.patch_size)}")
+    resize_short = None
+    if mode == "processor" and info.crop_from:
+        resize_short = max(size, int(round(size * info.crop_from / info.default_size)))
     return Preprocessing(mode=mode, size=size, mean=tuple(info.mean), std=tuple(info.std),
-                         background=tuple(int(v) for v in background))
+                         background=tuple(int(v) for v in background), interpolation=info.interpolation,
+                         resize_short=resize_short)

@@ -33,6 +33,7 @@ from .backbone import (
     make_preprocessing,
     resolve_device,
     resolve_dtype,
+    resolve_pooling,
 )
 from .cache import files_fingerprint, user_cache_dir
 from .compute import compute_context, usable_cpus
@@ -205,7 +206,7 @@ def extract_embeddings(
     model: str = DEFAULT_MODEL,
     out: str | os.PathLike | None = None,
     *,
-    pooling: str = "cls",
+    pooling: str = "auto",
     preprocess: str = "processor",
     image_size: int | None = None,
     batch_size: int | None = None,
@@ -232,9 +233,12 @@ def extract_embeddings(
     data : folder of class sub-folders, flat folder, or CSV manifest (``path,label[,specimen]``).
     model : alias (``dinov3-vits16``...), Hub id or local folder.
     out : folder for the store and ``skipped.csv`` (default: ``~/.cache/palaeo-ssl/embeddings``).
-    pooling : ``cls`` (pooler output), ``mean`` (patch tokens), or ``cls+mean``.
-    preprocess : ``processor`` (squash to a square, as the model's processor) or ``pad``
-        (keep the aspect ratio, pad with ``background``).
+    pooling : ``auto`` (the model's own global feature: ``cls`` for DINOv3 ViT, DINOv2 and CLIP, ``head``
+        for SigLIP, ``gap`` for DINOv3 ConvNeXt), ``mean`` (mean of the patch tokens, every family), or
+        ``<global>+mean`` (both); a pooling that means nothing for the model's family is refused
+        (:data:`palaeo_ssl.families.POOLING_MEANINGS`). The store records the resolved name.
+    preprocess : ``processor`` (as the model's own processor: a square squash, or a shorter-side resize
+        and centre crop) or ``pad`` (keep the whole image and its aspect ratio, pad with ``background``).
     image_size : input side in pixels, a multiple of the patch size (default: the processor's).
     batch_size, workers : defaults :func:`default_batch_size` (32 on CPU, 128 on CUDA) and
         :func:`default_workers` (1 on CPU; on a GPU every usable core but one).
@@ -284,6 +288,7 @@ def extract_embeddings(
         device = actor_device(address, gpus_per_actor, actors)
     plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, decode,
                  shard_spec)
+    pooling = plan.store.settings["pooling"]  # resolved for the model's family ("auto" -> "cls", "head", ...)
     timings = {"plan": time.perf_counter() - t0}
     if shard_spec is None:
         shards.warn_if_incomplete(plan.store.folder)
@@ -352,6 +357,7 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
     dt = backbone.dtype if backbone is not None else resolve_dtype(dtype, dev)
     info = backbone.info if backbone is not None else describe_model(model)
     prep = make_preprocessing(info, preprocess, image_size, bg)
+    pooling = resolve_pooling(info, pooling)
     settings = {
         "model_id": info.model_id,
         # a new commit of a Hub model is another model: it never reuses the old one's features
@@ -364,6 +370,7 @@ def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, back
         "mean": list(prep.mean),
         "std": list(prep.std),
         "pixels": PIXEL_PIPELINE, "decoder": resolve_decoder(decode, dev),  # both change the pixel values
+        "family": info.family, "resize": prep.resize,  # the backbone family; its processor's resize (and crop)
     }
     if info.local:  # a folder's weights can be replaced in place: keyed by its files' sizes and modification times
         settings["model_files"] = model_files_fingerprint(info.model_id)
@@ -501,6 +508,8 @@ def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: flo
         "model_revision": info.revision,  # what the store is keyed by, and the commit the weights come from
         # features of a random-weight checkpoint say nothing about fossils: every output built on them says so
         "random_weights": bool(info.random_weights),
+        "family": info.family,
+        "licence": info.licence,
         "preprocess": prep.as_dict(),
         "image_size": prep.size,
         "pooling": pooling,

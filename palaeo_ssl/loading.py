@@ -1,7 +1,8 @@
 """Images to model inputs: uint8 from the decoding workers, scaling and normalisation on the device.
 
-Workers decode, resize (antialiased bilinear, as the model's processor) and hand
-over uint8 tensors (3, S, S): a quarter of the bytes of float32 across the process
+Workers decode, resize as the model's own image processor does (antialiased, with its
+resampling filter: bilinear for DINOv3, bicubic for DINOv2, SigLIP and CLIP; a centre
+crop after a shorter-side resize where the processor crops) and hand over uint8 tensors (3, S, S): a quarter of the bytes of float32 across the process
 boundary and the host-to-device copy. :func:`normalise` then scales and normalises
 a whole batch on the device, in the model's dtype.
 
@@ -42,20 +43,41 @@ EXIF_ORIENTATION = 0x0112
 
 
 # ---------------------------------------------------------------------- one image
-def resize_uint8(t: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased bilinear resize of a uint8 (3, H, W) tensor to (3, size, size) uint8, on its device.
+def resize_uint8(t: torch.Tensor, size: int | tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Antialiased resize of a uint8 (3, H, W) tensor to (3, size, size) (or (3, h, w) for ``size=(h, w)``)
+    uint8, on its device, with ``interpolation`` (``bilinear``, ``bicubic`` or ``nearest``).
 
-    On the CPU torch resizes uint8 directly (a fast fixed-point kernel); elsewhere the image goes
-    through float32 and is rounded back, which gives the same values to within one grey level.
+    On the CPU torchvision resizes uint8 itself (as transformers' image processors do); elsewhere the image
+    goes through float32 and is rounded back, which gives the same values to within one grey level.
     """
     from torchvision.transforms.v2 import functional as F
 
-    if t.shape[-2] == size and t.shape[-1] == size:
+    h, w = (size, size) if isinstance(size, int) else size
+    if t.shape[-2] == h and t.shape[-1] == w:
         return t
+    mode = F.InterpolationMode(interpolation)
+    antialias = mode != F.InterpolationMode.NEAREST
     if t.device.type == "cpu":
-        return F.resize(t, [size, size], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-    out = F.resize(t.float(), [size, size], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+        return F.resize(t, [h, w], interpolation=mode, antialias=antialias)
+    out = F.resize(t.float(), [h, w], interpolation=mode, antialias=antialias)
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def fit_uint8(t: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """A uint8 (3, H, W) image (already padded for ``prep.mode == "pad"``) -> the model's (3, S, S) input.
+
+    Without ``prep.resize_short``: resized to S x S. With it (processors that crop, DINOv2 and CLIP): the
+    shorter side resized to ``resize_short`` keeping the aspect ratio (the longer side truncated, as
+    transformers computes it), then the centre S x S square cut out (top-left offset truncated, as theirs).
+    """
+    if prep.resize_short is None or prep.mode == "pad":
+        return resize_uint8(t, prep.size, prep.interpolation)
+    h, w = int(t.shape[-2]), int(t.shape[-1])
+    short = prep.resize_short
+    nh, nw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+    t = resize_uint8(t, (nh, nw), prep.interpolation)
+    top, left = int((nh - prep.size) / 2.0), int((nw - prep.size) / 2.0)
+    return t[:, top:top + prep.size, left:left + prep.size].contiguous()
 
 
 def decode_image(path, prep: Preprocessing) -> torch.Tensor:
@@ -63,14 +85,16 @@ def decode_image(path, prep: Preprocessing) -> torch.Tensor:
 
     :func:`~palaeo_ssl.images.load_image` (any Pillow format and mode to 8-bit RGB, EXIF orientation,
     JPEG draft mode for large JPEGs, transparency on ``prep.background``), then for ``prep.mode ==
-    "pad"`` a centred square canvas of the background, then an antialiased bilinear resize to
-    ``prep.size``. Raises :class:`~palaeo_ssl.images.ImageReadError` for files that cannot be used.
+    "pad"`` a centred square canvas of the background, then :func:`fit_uint8` (the processor's resize,
+    and centre crop where it crops). Raises :class:`~palaeo_ssl.images.ImageReadError` for files that
+    cannot be used.
     """
-    img = load_image(path, background=prep.background, draft_size=prep.size)
+    draft = max(prep.size, prep.resize_short or 0) if prep.mode == "processor" else prep.size
+    img = load_image(path, background=prep.background, draft_size=draft)
     if prep.mode == "pad":
         img = pad_to_square(img, prep.background)
     arr = np.array(img, dtype=np.uint8)  # a writable copy for torch
-    return resize_uint8(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), prep.size)
+    return fit_uint8(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), prep)
 
 
 def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -82,7 +106,7 @@ def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = tor
     return x if dtype == torch.float32 else x.to(dtype)
 
 
-def embed_uint8(backbone, pixels: torch.Tensor, prep: Preprocessing, pooling: str = "cls") -> torch.Tensor:
+def embed_uint8(backbone, pixels: torch.Tensor, prep: Preprocessing, pooling: str = "auto") -> torch.Tensor:
     """Features (B, D) float32 on the CPU of a uint8 batch (B, 3, S, S) on the CPU: the batch travels to
     the backbone's device as uint8 and is normalised there in the model's dtype (one batch at a time,
     no overlap: for the extraction loop's overlapped version see :class:`DeviceFeeder`)."""
@@ -282,7 +306,7 @@ def gpu_decode(batch: Batch, files: Sequence, prep: Preprocessing, device: torch
                 img = apply_orientation(img, orientation)
                 if prep.mode == "pad":
                     img = pad_square_tensor(img, prep.background)
-                t = resize_uint8(img, prep.size)
+                t = fit_uint8(img, prep)
             ids.append(i)
             rows.append(t.unsqueeze(0))
     return ids, (torch.cat(rows) if rows else None), bad

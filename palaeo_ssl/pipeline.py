@@ -575,7 +575,8 @@ def build_manifest(emb: Embeddings, out: Path, stages: Stages, summary, *, proto
         "data": emb.meta.get("data"),
         "model": {"id": emb.meta.get("model_id"), "revision": emb.meta.get("model_revision"),
                   "pooling": emb.meta.get("pooling"), "preprocess": emb.meta.get("preprocess"),
-                  "image_size": emb.meta.get("image_size")},
+                  "image_size": emb.meta.get("image_size"),
+                  "family": emb.meta.get("family"), "licence": emb.meta.get("licence")},
         "device": summary.device,
         "dtype": summary.dtype,
         "seeds": {"all_stages": seed, "paper_protocol_repeats": "42 + repeat (as the reference)"
@@ -612,6 +613,15 @@ def _within(rel: str, made: set[str]) -> bool:
     return any("/".join(parts[:k]) in made for k in range(1, len(parts) + 1))
 
 
+def _licence_line(model: dict[str, Any]) -> str:
+    """The model's licence, and the attribution the DINOv3 License asks for ("Built with DINOv3")."""
+    family, licence = model.get("family"), model.get("licence")
+    if family is None or str(family).startswith("dinov3"):
+        return "Built with DINOv3 (see LICENSE_DINOv3.md of palaeo-ssl)." if family else \
+            "Built with DINOv3 (when a DINOv3 model was used; see LICENSE_DINOv3.md of palaeo-ssl)."
+    return f"The model's weights are under the {licence} licence (backbone family {family})."
+
+
 def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.DataFrame | None = None) -> Path:
     """``README.md`` of a results folder: what was run, then every file with one line on what it shows; files in
     the folder that no stage of this run wrote or reused (an earlier run's, with other inputs or code) are listed
@@ -628,7 +638,7 @@ def write_results_readme(out: Path, manifest: dict[str, Any], comparison: pd.Dat
         f"{manifest['counts']['images']} images embedded, {manifest['counts']['labelled']} labelled in "
         f"{manifest['counts']['classes']} classes, {manifest['counts']['skipped']} skipped.",
         "",
-        "Built with DINOv3 (when a DINOv3 model was used; see LICENSE_DINOv3.md of palaeo-ssl).",
+        _licence_line(manifest["model"]),
         "",
         "## Stages",
         "",

@@ -1,6 +1,9 @@
-"""Tiny random DINOv3 checkpoints, synthetic images and a reference re-implementation, for tests and demos.
+"""Tiny random checkpoints of every backbone family, synthetic images and a reference re-implementation, for
+tests and demos.
 
-Nothing here reaches the network. Features from a random-weight model say
+Nothing here reaches the network. :func:`make_tiny_model` writes a tiny random checkpoint of any family of
+:data:`palaeo_ssl.families.FAMILIES` (its own config class, saved by transformers itself with the image
+processor its published checkpoints use), so that the real loading code runs on it. Features from a random-weight model say
 nothing about fossils: use them to exercise code paths, never as results.
 
 ``rodgers2025_cross_validation`` and ``rodgers2025_few_shot`` re-implement the
@@ -59,6 +62,121 @@ def make_tiny_dinov3(folder: str | os.PathLike, seed: int = 0, **config_override
     size = int(cfg.get("image_size", 224))
     DINOv3ViTImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
     return folder
+
+
+#: a tiny ViT (two layers, width 32) for the other families' image towers
+TINY_VIT: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+#: a tiny text tower for the vision-language checkpoints (never loaded by palaeo-ssl: it is there because the
+#: published checkpoints hold one)
+TINY_TEXT: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                 vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+                                 pad_token_id=1)
+
+
+def _save_tiny(folder: str | os.PathLike, model_class, config, processor, seed: int) -> Path:
+    """Initialise ``model_class(config)`` from ``seed`` (the global RNG left as it was) and save it with
+    ``processor`` into ``folder``."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state, level = torch.random.get_rng_state(), hf_logging.get_verbosity()
+    torch.manual_seed(seed)
+    hf_logging.set_verbosity_error()  # SigLIP's default text config warns about token ids that the tiny one replaces
+    try:
+        model = model_class(config).eval()
+        model.save_pretrained(folder)
+    finally:
+        torch.random.set_rng_state(state)
+        hf_logging.set_verbosity(level)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_dinov2(folder: str | os.PathLike, seed: int = 0, registers: int = 0, **config_overrides: Any) -> Path:
+    """A tiny random DINOv2 checkpoint (``registers > 0``: DINOv2 with registers), patch 14, position embeddings
+    of 518 px as the published ones, with their processor: shorter side to 256 (bicubic), centre crop 224,
+    ImageNet mean and std."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, \
+        Dinov2WithRegistersModel
+
+    cfg = dict(TINY_VIT, patch_size=14, image_size=518, **{RANDOM_WEIGHTS_KEY: True})
+    if registers:
+        cfg["num_register_tokens"] = registers
+    cfg.update(config_overrides)
+    config_class, model_class = ((Dinov2WithRegistersConfig, Dinov2WithRegistersModel) if registers
+                                 else (Dinov2Config, Dinov2Model))
+    proc = BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
+                             do_center_crop=True, resample=3, image_mean=[0.485, 0.456, 0.406],
+                             image_std=[0.229, 0.224, 0.225])
+    return _save_tiny(folder, model_class, config_class(**cfg), proc, seed)
+
+
+def make_tiny_dinov3_convnext(folder: str | os.PathLike, seed: int = 0, **config_overrides: Any) -> Path:
+    """A tiny random DINOv3 ConvNeXt checkpoint (four stages of one block, widths 8-32) with the DINOv3
+    processor (224 x 224, bilinear, ImageNet mean and std)."""
+    from transformers import DINOv3ConvNextConfig, DINOv3ConvNextModel, DINOv3ViTImageProcessor
+
+    cfg = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], **{RANDOM_WEIGHTS_KEY: True})
+    cfg.update(config_overrides)
+    proc = DINOv3ViTImageProcessor(size={"height": 224, "width": 224})
+    return _save_tiny(folder, DINOv3ConvNextModel, DINOv3ConvNextConfig(**cfg), proc, seed)
+
+
+def make_tiny_siglip(folder: str | os.PathLike, seed: int = 0, **vision_overrides: Any) -> Path:
+    """A tiny random SigLIP (SigLIP 2 fixed-resolution) checkpoint, image and text towers as the published ones,
+    patch 16 at 224, with its processor (224 x 224, bicubic, mean and std 0.5). ``vision_overrides`` go to the
+    image tower's config (``vision_use_head=False``: no pooling head)."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    vision = dict(TINY_VIT, patch_size=16, image_size=224)
+    vision.update(vision_overrides)
+    config = SiglipConfig(vision_config=vision, text_config=dict(TINY_TEXT), **{RANDOM_WEIGHTS_KEY: True})
+    proc = SiglipImageProcessor(size={"height": 224, "width": 224}, resample=3, image_mean=[0.5, 0.5, 0.5],
+                                image_std=[0.5, 0.5, 0.5])
+    return _save_tiny(folder, SiglipModel, config, proc, seed)
+
+
+def make_tiny_clip(folder: str | os.PathLike, seed: int = 0, **vision_overrides: Any) -> Path:
+    """A tiny random CLIP checkpoint, image and text towers as the published ones, patch 16 at 224, with its
+    processor (shorter side to 224, bicubic, centre crop 224, OpenAI's mean and std)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    vision = dict(TINY_VIT, patch_size=16, image_size=224)
+    vision.update(vision_overrides)
+    config = CLIPConfig(vision_config=vision, text_config=dict(TINY_TEXT), projection_dim=16,
+                        **{RANDOM_WEIGHTS_KEY: True})
+    proc = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    return _save_tiny(folder, CLIPModel, config, proc, seed)
+
+
+def make_tiny_unsupported(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random checkpoint of an architecture palaeo-ssl does not run (a supervised ViT, ``model_type``
+    ``vit``), with its processor: for the message that names the supported families."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    config = ViTConfig(**TINY_VIT, patch_size=16, image_size=224, **{RANDOM_WEIGHTS_KEY: True})
+    return _save_tiny(folder, ViTModel, config, ViTImageProcessor(size={"height": 224, "width": 224}), seed)
+
+
+#: a tiny random checkpoint of each family, by family name (:data:`palaeo_ssl.families.FAMILIES`)
+TINY_BUILDERS = {
+    "dinov3-vit": make_tiny_dinov3,
+    "dinov3-convnext": make_tiny_dinov3_convnext,
+    "dinov2": make_tiny_dinov2,
+    "dinov2-reg": lambda folder, seed=0, **kw: make_tiny_dinov2(folder, seed=seed, registers=4, **kw),
+    "siglip": make_tiny_siglip,
+    "clip": make_tiny_clip,
+}
+
+
+def make_tiny_model(folder: str | os.PathLike, family: str = "dinov3-vit", seed: int = 0, **overrides: Any) -> Path:
+    """A tiny random checkpoint of ``family`` in ``folder`` (see :data:`TINY_BUILDERS`), marked as random
+    weights; it loads through ``from_pretrained`` like a published one. Returns the folder."""
+    if family not in TINY_BUILDERS:
+        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(TINY_BUILDERS)}")
+    return TINY_BUILDERS[family](folder, seed=seed, **overrides)
 
 
 def make_full_size_config(name: str = "vits16"):
@@ -357,18 +475,21 @@ def pdf_text_lines(path: str | os.PathLike) -> list[str]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m palaeo_ssl.testing tiny-model DIR``: write a tiny random DINOv3 checkpoint for smoke tests."""
+    """``python -m palaeo_ssl.testing tiny-model DIR [--family F]``: write a tiny random checkpoint for smoke
+    tests (DINOv3 ViT unless ``--family`` names another)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m palaeo_ssl.testing",
                                  description="Write test fixtures. Random-weight models are for testing code "
                                              "paths only: their features say nothing about fossils.")
     sub = ap.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("tiny-model", help="a tiny random DINOv3 checkpoint (loads like a real one, offline)")
+    t = sub.add_parser("tiny-model", help="a tiny random checkpoint (loads like a real one, offline)")
     t.add_argument("folder")
+    t.add_argument("--family", choices=list(TINY_BUILDERS), default="dinov3-vit",
+                   help="the backbone family (default: dinov3-vit)")
     t.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    print(make_tiny_dinov3(args.folder, seed=args.seed))
+    print(make_tiny_model(args.folder, args.family, seed=args.seed))
     return 0
 
 

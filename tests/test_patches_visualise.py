@@ -70,9 +70,11 @@ def test_visualise_writes_every_figure_and_reads_back(tiny_model, images, tmp_pa
     assert corr["query_patch"] == [12, 4] and corr["point"] == [30.0, 100.0]   # 100 px of 218 -> row 12 of 28
     assert -1 <= corr["best_similarity"] <= 1 and len(corr["best_patch"]) == 2
     assert set(info["files"]) == set(ALWAYS) | {"pca_shared_basis", "correspondence"}
-    assert list(info) == ["image", "model_id", "revision", "device", "dtype", "size", "image_size", "input_size",
-                          "patch_size", "grid", "num_register_tokens", "foreground", "background", "shared_basis",
-                          "correspondence", "files", "seconds", "versions"]
+    assert list(info) == ["image", "model_id", "revision", "family", "licence", "device", "dtype", "size",
+                          "image_size", "input_size", "patch_size", "grid", "num_register_tokens", "attention",
+                          "foreground", "background", "shared_basis", "correspondence", "files", "seconds",
+                          "versions"]
+    assert info["family"] == "dinov3-vit" and info["licence"] == "DINOv3 License" and info["attention"] is None
 
 
 def test_visualise_files_equal_the_library_computation(tiny_model, images, tmp_path):

@@ -101,11 +101,13 @@ def test_manifest_and_readme(paper_run):
     m = json.loads((out / "manifest.json").read_text())
     assert m["counts"]["images"] == 100 and m["counts"]["classes"] == 5 and m["counts"]["skipped"] == 0
     assert m["model"]["revision"] == "local" and m["dtype"] == "float32" and m["device"] == "cpu"
+    assert m["model"]["family"] == "dinov3-vit" and m["model"]["licence"] == "DINOv3 License"
     assert m["seeds"]["all_stages"] == 0 and m["protocols"] == ["paper"]
     assert {"torch", "transformers", "sklearn", "palaeo_ssl"} <= set(m["versions"])
     assert {"extract", "probes_paper", "morphospace_paper", "explorer"} <= set(m["stages"])
     assert all(s["seconds"] >= 0 for s in m["stages"].values())
     readme = (out / "README.md").read_text()
+    assert "Built with DINOv3 (see LICENSE_DINOv3.md" in readme
     listed = {line.split("`")[1] for line in readme.splitlines() if line.startswith("- `")}
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*")
                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)}

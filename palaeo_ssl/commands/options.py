@@ -176,15 +176,21 @@ def add_extraction_options(parser: argparse.ArgumentParser, library: Mapping[str
     from ..backbone import ALIASES, DEVICES, DTYPES, POOLINGS, PREPROCESSINGS
 
     add_option(parser, library, "model",
-               help=f"model alias ({', '.join(ALIASES)}), Hugging Face id, or local folder (default: {{default}})")
+               help=f"model alias ({', '.join(ALIASES)}), Hugging Face id, or local folder of a DINOv3 ViT or "
+                    "ConvNeXt, DINOv2 (with or without registers), SigLIP 2 or CLIP checkpoint (default: {default})")
     add_option(parser, library, "pooling", choices=POOLINGS,
-               help="cls: the CLS/pooler feature (the paper's); mean: mean of patch tokens without CLS and "
-                    "registers; cls+mean: both concatenated (default: {default})")
+               help="auto: the model's own global feature (cls for DINOv3 ViT, DINOv2 and CLIP, the paper's; head, "
+                    "the attention-pooling head, for SigLIP; gap, the normed global average, for DINOv3 ConvNeXt); "
+                    "mean: mean of the patch tokens (any class, pooled or register token left out; every family); "
+                    "cls+mean, head+mean, gap+mean: both concatenated. A pooling the model does not have is refused "
+                    "(default: {default})")
     add_option(parser, library, "preprocess", choices=PREPROCESSINGS,
-               help="processor: squash to a square as the model's processor (the paper's); pad: keep the aspect "
-                    "ratio and pad with --background (default: {default})")
+               help="processor: as the model's own processor (a square squash for DINOv3 and SigLIP, the paper's; "
+                    "a shorter-side resize and centre crop for DINOv2 and CLIP); pad: keep the whole image and its "
+                    "aspect ratio, pad with --background (default: {default})")
     add_option(parser, library, "image_size", type=int, metavar="N",
-               help="input side in pixels, a multiple of the patch size (default: the processor's, 224)")
+               help="input side in pixels, a multiple of the patch size (default: the processor's, 224 for most "
+                    "models)")
     add_option(parser, library, "batch_size")
     add_option(parser, library, "workers")
     add_option(parser, library, "device", choices=DEVICES)

@@ -41,8 +41,8 @@ def register(subparsers) -> None:
         help=HELP,
         description=(
             "Run the model on one image at its own aspect ratio and write, as PNG and PDF: pca_rgb and foreground "
-            "(bare pictures at the photograph's pixel size, to lay over it), overlay, attention_cls, attention_heads, "
-            "and, where asked, pca_shared_basis (--basis) and correspondence (--point / --compare). "
+            "(bare pictures at the photograph's pixel size, to lay over it), overlay, attention_cls and "
+            "attention_heads (models with a class token: not SigLIP, not a ConvNeXt), and, where asked, pca_shared_basis (--basis) and correspondence (--point / --compare). "
             "visualise.json records the settings and the numbers behind the figures."
         ),
     )
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{view.name}: {view.image_size[0]}x{view.image_size[1]} px -> model input "
           f"{s['input_size'][0]}x{s['input_size'][1]} ({h}x{w} patches of {s['patch_size']} px), "
           f"{s['model_id']} on {s['device']} ({s['dtype']})")
+    if s.get("attention"):
+        print(f"attention maps: none ({s['attention']})")
     print(f"foreground: {fg.fraction:.0%} of patches ({fg.method} cut {fg.threshold:.2f} on the PC1 score, "
           f"PC1 explains {fg.explained_variance:.0%} of patch variance)")
     if corr is not None and corr.best is not None:

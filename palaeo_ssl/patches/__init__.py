@@ -18,13 +18,15 @@ from .analysis import (PERCENTILES, ColourBasis, Correspondence, Foreground, com
                        fit_colour_basis, foreground, iou, mask_centre, otsu_threshold, patch_at, patch_centre,
                        pca_colours, upsample_grid)
 from .specimen import BARE_MAX_SIDE, SpecimenView, match, shared_basis, view_specimen
-from .tokens import DEFAULT_SIZE, Attention, PatchTokens, input_size, load_rgb, patch_tokens, prepare_image
+from .tokens import (DEFAULT_SIZE, Attention, PatchTokens, attention_refusal, input_size, load_rgb, patch_tokens,
+                     prepare_image)
 from .visualise import SpecimenVisualisation, run_visualise, visualise_specimen, write_visualisation
 
 __all__ = [
     "PERCENTILES", "ColourBasis", "Correspondence", "Foreground", "compose", "correspondence", "cosine_map",
     "fit_colour_basis", "foreground", "iou", "mask_centre", "otsu_threshold", "patch_at", "patch_centre",
     "pca_colours", "upsample_grid", "BARE_MAX_SIDE", "SpecimenView", "match", "shared_basis", "view_specimen",
-    "DEFAULT_SIZE", "Attention", "PatchTokens", "input_size", "load_rgb", "patch_tokens", "prepare_image",
+    "DEFAULT_SIZE", "Attention", "PatchTokens", "attention_refusal", "input_size", "load_rgb", "patch_tokens",
+    "prepare_image",
     "SpecimenVisualisation", "run_visualise", "visualise_specimen", "write_visualisation",
 ]

@@ -12,7 +12,7 @@ from ..params import ParameterError
 
 from .analysis import (ColourBasis, Correspondence, Foreground, _literal, colour_patches, compose, correspondence,
                        fit_colour_basis, foreground, mask_centre, patch_at, pca_colours, upsample_grid)
-from .tokens import DEFAULT_SIZE, PatchTokens, as_rgb, load_rgb, patch_tokens
+from .tokens import DEFAULT_SIZE, PatchTokens, as_rgb, attention_refusal, load_rgb, patch_tokens
 
 BARE_MAX_SIDE = 4096
 
@@ -72,13 +72,18 @@ class SpecimenView:
         return patch_at(point, self.image_size, self.grid)
 
 
-def view_specimen(backbone, image: str | Path | Image.Image, size: int = DEFAULT_SIZE, attention: bool = True,
-                  threshold: float | str = "otsu", orientation: str = "auto", name: str | None = None) -> SpecimenView:
+def view_specimen(backbone, image: str | Path | Image.Image, size: int = DEFAULT_SIZE,
+                  attention: bool | None = None, threshold: float | str = "otsu", orientation: str = "auto",
+                  name: str | None = None) -> SpecimenView:
     """Tokens (at the image's own aspect ratio), attention, foreground and own-basis PCA colours of one image.
 
     ``image``: a path or a PIL image; ``size``: longer side fed to the model in
-    pixels; ``threshold``/``orientation``: see :func:`foreground`.
+    pixels; ``attention``: record class-token attention (None: where the model has
+    it, i.e. not SigLIP and not a ConvNeXt); ``threshold``/``orientation``: see
+    :func:`foreground`.
     """
+    if attention is None:
+        attention = attention_refusal(backbone) is None
     if name is None:
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
     pil = as_rgb(image) if isinstance(image, Image.Image) else load_rgb(image)

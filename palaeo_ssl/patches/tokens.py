@@ -2,10 +2,14 @@
 
 The image is resized (never squashed to a square, never padded) so that its
 longer side is ``size`` pixels and both sides are multiples of the model's
-patch size; DINOv3's rotary position embeddings handle any grid. The tokens
-are read after the final layer norm (``last_hidden_state``) and split into
-CLS, register and patch tokens from the model config (layout
-``[CLS, registers..., patches]``, patches in row-major order).
+patch size (DINOv3 ConvNeXt: of its stride, 32); DINOv3's rotary position
+embeddings handle any grid, DINOv2, SigLIP and CLIP interpolate theirs. The tokens
+are read after the final norm and split from the model's family and config into
+the prefix tokens and the patch tokens (layout ``[class, registers..., patches]``
+for DINOv3 ViT, DINOv2 and CLIP; ``[patches]`` for SigLIP, which has no class
+token; ``[pooled, feature map]`` for DINOv3 ConvNeXt), patches in row-major order.
+Attention maps exist only where a class token attends to the patches (not
+SigLIP, not a ConvNeXt): asking for them elsewhere is a UserError that says why.
 """
 
 from __future__ import annotations
@@ -136,7 +140,8 @@ class Attention:
 class PatchTokens:
     """Final-norm tokens of one image.
 
-    ``patches``: (h, w, D) float32 patch tokens in image layout; ``cls``: (D,);
+    ``patches``: (h, w, D) float32 patch tokens in image layout (DINOv3 ConvNeXt: its last feature map);
+    ``cls``: (D,) the class token (DINOv3 ConvNeXt: its pooled token), None for SigLIP (no class token);
     ``registers``: (R, D); ``input_image``: (H, W, 3) uint8, the resized picture
     the model saw (H = h * patch_size, W = w * patch_size); ``image_size``:
     (width, height) of the original image in pixels; ``attention``: last-layer
@@ -144,7 +149,7 @@ class PatchTokens:
     """
 
     patches: np.ndarray
-    cls: np.ndarray
+    cls: np.ndarray | None
     registers: np.ndarray
     input_image: np.ndarray
     image_size: tuple[int, int]
@@ -177,9 +182,27 @@ def _split_tokens(hidden: torch.Tensor, num_prefix: int, grid: tuple[int, int]):
     h, w = grid
     tokens = hidden[0].float().cpu().numpy()
     if tokens.shape[0] != num_prefix + h * w:
-        raise RuntimeError(f"the model returned {tokens.shape[0]} tokens; expected 1 CLS + {num_prefix - 1} registers "
-                           f"+ {h} x {w} patches = {num_prefix + h * w}. Is this a ViT with this patch size?")
-    return tokens[0], tokens[1:num_prefix], tokens[num_prefix:].reshape(h, w, -1)
+        raise RuntimeError(f"the model returned {tokens.shape[0]} tokens; expected {num_prefix} prefix tokens "
+                           f"+ {h} x {w} patches = {num_prefix + h * w}. Is this patch size right for the model?")
+    cls = tokens[0] if num_prefix else None
+    return cls, tokens[1:num_prefix] if num_prefix else tokens[:0], tokens[num_prefix:].reshape(h, w, -1)
+
+
+def _forward(backbone, x: torch.Tensor, **extra):
+    """The model's output and its final-norm tokens (the family's own forward arguments and final norm)."""
+    out = backbone.model(pixel_values=x, **dict(getattr(backbone, "forward_kwargs", None) or {}), **extra)
+    hidden = out.last_hidden_state
+    norm = getattr(backbone, "final_norm", None)
+    return out, (norm(hidden) if norm is not None else hidden)
+
+
+def attention_refusal(backbone) -> str | None:
+    """Why ``backbone`` has no class-token attention maps (SigLIP, a ConvNeXt), or None when it has them."""
+    info = getattr(backbone, "info", None)
+    family = getattr(info, "family_entry", None)
+    if family is None or family.attention:
+        return None
+    return f"{backbone.model_id}: {family.no_attention}"
 
 
 def patch_tokens(backbone, image: Image.Image | str | Path, size: int = DEFAULT_SIZE,
@@ -191,8 +214,12 @@ def patch_tokens(backbone, image: Image.Image | str | Path, size: int = DEFAULT_
     uses eager attention (the only implementation that exposes the weights) and
     records the last layer's attention from the CLS and register tokens; the
     model's previous attention implementation is restored afterwards, even on
-    error.
+    error. A model without class-token attention (SigLIP, DINOv3 ConvNeXt)
+    refuses ``attention=True`` with a UserError that says why.
     """
+    refusal = attention_refusal(backbone) if attention else None
+    if refusal:
+        raise UserError(refusal + "; run without attention maps")
     if not isinstance(image, Image.Image):
         image = load_rgb(image)
     model = backbone.model
@@ -205,7 +232,7 @@ def patch_tokens(backbone, image: Image.Image | str | Path, size: int = DEFAULT_
     attn = None
     if not attention:
         with torch.inference_mode():
-            out = model(pixel_values=x)
+            _, hidden = _forward(backbone, x)
     else:
         previous = getattr(model.config, "_attn_implementation", None) or "sdpa"
         captured: list[torch.Tensor] = []
@@ -217,7 +244,7 @@ def patch_tokens(backbone, image: Image.Image | str | Path, size: int = DEFAULT_
                 hook = modules[-1].register_forward_hook(
                     lambda _m, _i, o: captured.append(o[1] if isinstance(o, tuple) and len(o) > 1 else None))
             with torch.inference_mode():
-                out = model(pixel_values=x, output_attentions=not modules)
+                out, hidden = _forward(backbone, x, **({} if modules else {"output_attentions": True}))
             if modules:
                 weights = captured[-1] if captured else None
             else:  # unknown architecture: fall back to transformers' own (all-layer) output
@@ -231,7 +258,8 @@ def patch_tokens(backbone, image: Image.Image | str | Path, size: int = DEFAULT_
         rows = weights[0, :, :num_prefix, :].float().cpu().numpy()
         attn = Attention(rows=rows, num_prefix_tokens=num_prefix, grid=grid)
 
-    cls, registers, patches = _split_tokens(out.last_hidden_state, num_prefix, grid)
-    return PatchTokens(patches=np.ascontiguousarray(patches, dtype=np.float32), cls=cls.astype(np.float32),
+    cls, registers, patches = _split_tokens(hidden, num_prefix, grid)
+    return PatchTokens(patches=np.ascontiguousarray(patches, dtype=np.float32),
+                       cls=None if cls is None else cls.astype(np.float32),
                        registers=registers.astype(np.float32), input_image=resized,
                        image_size=(int(image.width), int(image.height)), patch_size=patch, attention=attn)

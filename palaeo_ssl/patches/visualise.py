@@ -39,7 +39,8 @@ class SpecimenVisualisation:
     """Everything :func:`write_visualisation` draws, computed for one specimen.
 
     ``view``: the specimen (tokens, attention, foreground, own-basis colours);
-    ``model``: model_id, revision, device, dtype, patch_size, num_register_tokens;
+    ``model``: model_id, revision, family, licence, device, dtype, patch_size, num_register_tokens, and
+    ``attention``: None where the model has class-token attention maps, else why not (SigLIP, a ConvNeXt);
     ``basis_views``/``basis_colours``: the views fitted into one shared colour
     basis (IMAGE first) and their (h, w, 3) uint8 colours, or None;
     ``correspondence``: similarity to the patch under ``point`` (None: the
@@ -70,6 +71,8 @@ class SpecimenVisualisation:
         return {
             "image": str(self.image),
             "model_id": self.model["model_id"], "revision": self.model["revision"],
+            "family": self.model.get("family"), "licence": self.model.get("licence"),
+            "attention": self.model.get("attention"),
             "device": self.model["device"], "dtype": self.model["dtype"],
             "size": self.size, "image_size": list(view.image_size),
             "input_size": [view.tokens.input_image.shape[1], view.tokens.input_image.shape[0]],
@@ -129,8 +132,12 @@ def visualise_specimen(
 
     The correspondence is computed only when ``point`` or ``compare`` is given.
     Every picture is read before the model is loaded, so a bad path fails at once.
+    A model without class-token attention (SigLIP; DINOv3 ConvNeXt, whose tokens are
+    its stride-32 feature map) gets every figure but the attention maps, and
+    ``model["attention"]`` (``visualise.json``: ``attention``) says why.
     """
     from ..backbone import dtype_name, load_backbone
+    from .tokens import attention_refusal
 
     t0 = time.perf_counter()
     first = os.fspath(image)
@@ -147,7 +154,8 @@ def visualise_specimen(
         backbone = load_backbone(model, device, dtype)
     kw = dict(size=size, threshold=threshold, orientation="flip" if invert_foreground else "auto")
 
-    view = view_specimen(backbone, pictures[first], attention=True, name=Path(first).name, **kw)
+    no_attention = attention_refusal(backbone)
+    view = view_specimen(backbone, pictures[first], attention=no_attention is None, name=Path(first).name, **kw)
     views = {first: view}
     for p in names[1:]:
         views[p] = view_specimen(backbone, pictures[p], attention=False, name=Path(p).name, **kw)
@@ -155,6 +163,7 @@ def visualise_specimen(
     result = SpecimenVisualisation(
         image=Path(first).resolve(), view=view, size=size, point=point, compare=compare,
         model={"model_id": backbone.model_id, "revision": backbone.revision, "device": str(backbone.device),
+               "family": backbone.info.family, "licence": backbone.info.licence, "attention": no_attention,
                "dtype": dtype_name(backbone.dtype), "patch_size": backbone.patch_size,
                "num_register_tokens": backbone.num_register_tokens},
     )
@@ -181,8 +190,8 @@ def write_visualisation(result: SpecimenVisualisation, out: str | os.PathLike, *
     """Write the figures of ``result`` into ``out`` (PNG + PDF each) and ``visualise.json``; returns the paths.
 
     Always ``pca_rgb`` and ``foreground`` (bare pictures at the photograph's
-    pixel size, to lay over it), ``overlay``, ``attention_cls`` and
-    ``attention_heads``; ``pca_shared_basis`` when ``result`` has a shared basis;
+    pixel size, to lay over it), ``overlay``, and where the model has class-token
+    attention ``attention_cls`` and ``attention_heads``; ``pca_shared_basis`` when ``result`` has a shared basis;
     ``correspondence`` when it has one. ``background``: how ``pca_rgb`` draws
     background patches, ``black`` or ``grey`` (the greyed photograph).
     ``visualise.json`` records the settings, the numbers behind the figures, the
@@ -202,8 +211,8 @@ def write_visualisation(result: SpecimenVisualisation, out: str | os.PathLike, *
     summary["files"] = {k: [p.name for p in v] for k, v in figures.items()}
     summary["seconds"] = round(result.seconds + time.perf_counter() - t0, 2)
     summary["versions"] = library_versions(VERSIONED)
-    order = ["image", "model_id", "revision", "device", "dtype", "size", "image_size", "input_size", "patch_size",
-             "grid", "num_register_tokens", "foreground", "background", "shared_basis", "correspondence", "files",
+    order = ["image", "model_id", "revision", "family", "licence", "device", "dtype", "size", "image_size",
+             "input_size", "patch_size", "grid", "num_register_tokens", "attention", "foreground", "background", "shared_basis", "correspondence", "files",
              "seconds", "versions"]
     result.record = {k: summary[k] for k in order}
     path = write_json(out / "visualise.json", result.record)
