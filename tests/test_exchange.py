@@ -7,8 +7,6 @@ import datetime as dt
 import io
 import json
 import logging
-import math
-import os
 import shutil
 import warnings
 import xml.etree.ElementTree as ET
@@ -23,7 +21,7 @@ from PIL import Image
 from palaeo_ssl import Embeddings
 from palaeo_ssl.cli import main
 from palaeo_ssl.errors import UserError
-from palaeo_ssl.exchange import (HUMAN, MACHINE, NONE, import_identifications, read_exchange, read_source,
+from palaeo_ssl.exchange import (HUMAN, MACHINE, import_identifications, read_exchange, read_source,
                                  write_identifications)
 from palaeo_ssl.exchange.dwca import PREDICTED, VALIDATED
 from palaeo_ssl.images import discover
@@ -139,9 +137,9 @@ def test_classify_folder_gives_predictions_abstentions_and_labels(classified, da
 
 def test_classify_folder_without_its_store_asks_for_it(tmp_path, dataset):
     out = make_predictions(tmp_path, dataset, store=tmp_path / "elsewhere" / "store")
-    with pytest.raises(UserError, match="--embeddings STORE"):
+    with pytest.raises(UserError, match="--store STORE"):
         read_source(out)
-    ids = read_source(out, embeddings=tmp_path / "elsewhere")
+    ids = read_source(out, store=tmp_path / "elsewhere")
     assert len(ids) == len(discover(dataset))
 
 
@@ -194,12 +192,12 @@ def test_ecotaxa_folder_is_what_ecotaxas_importer_reads(classified, dataset):
 def test_ecotaxa_images_linked_or_left_where_they_are(classified):
     ids = read_source(classified)
     linked = classified.parent / "linked"
-    tsv, = write_identifications(ids, linked, "ecotaxa", images="link", progress=False)
+    tsv, = write_identifications(ids, linked, "ecotaxa", link_images=True, progress=False)
     _, _, rows = ecotaxa_rows(tsv)
     first = tsv.parent / rows[0]["img_file_name"]
     assert first.is_symlink() and first.resolve() == Path(ids.frame.loc[0, "file"]).resolve()
     plain = classified.parent / "plain"
-    tsv, = write_identifications(ids, plain, "ecotaxa", images="none", progress=False)
+    tsv, = write_identifications(ids, plain, "ecotaxa", images=False, progress=False)
     _, _, rows = ecotaxa_rows(tsv)
     assert not (plain / "images").exists() and rows[0]["img_file_name"].startswith("../")
     assert all((tsv.parent / r["img_file_name"]).resolve() == Path(x).resolve()
@@ -272,8 +270,8 @@ def test_a_manifest_tsv_stays_a_manifest(tmp_path):
 
 # ------------------------------------------------------------------------------ Darwin Core
 def _taxonomy(tmp_path: Path) -> Path:
-    t = pd.DataFrame({"class": HOSTILE, "genus": [f"Genus{i}" for i in range(5)], "family": ["Fam, A"] * 3 + ["Fam B"] * 2,
-                      "morphogroup": ["x"] * 5})
+    t = pd.DataFrame({"class": HOSTILE, "genus": [f"Genus{i}" for i in range(5)],
+                      "family": ["Fam, A"] * 3 + ["Fam B"] * 2, "morphogroup": ["x"] * 5})
     t.to_csv(tmp_path / "taxonomy.csv", index=False)
     return tmp_path / "taxonomy.csv"
 
@@ -331,7 +329,9 @@ def test_media_base_url_makes_urls_and_the_archive_still_reads_back(tmp_path, da
     ids = read_source(dataset)
     out = tmp_path / "pub"
     archive, = write_identifications(ids, out, "dwca", media_base_url="https://example.org/fossils/",
-                                     progress=False)
+                                     title=HOSTILE[4] + " \x01 " + HOSTILE[2], progress=False)
+    eml = ET.fromstring(zipfile.ZipFile(archive).read("eml.xml"))
+    assert eml.find("dataset/title").text == HOSTILE[4] + " \ufffd " + HOSTILE[2]  # XML 1.0 has no \x01
     occ = pd.read_csv(zipfile.ZipFile(archive).open("multimedia.csv"), dtype=str, keep_default_na=False)
     assert occ["identifier"].str.startswith("https://example.org/fossils/images/").all()
     assert "img%200.png" in occ["identifier"].iloc[0]
@@ -411,7 +411,8 @@ def test_colleagues_validations_added_and_conflicts_unknown_missing_listed(tmp_p
     assert res.unknown == ["not/in/dataset.png"] and res.predicted == int(ids.assigned.sum()) + 1
     assert res.images.missing[-1] == ("not/in/dataset.png", f"not an image of the dataset {res.dataset} "
                                                             "(listed in ecotaxa_manifest.tsv)")
-    assert "differ from the dataset's and were not applied" in caplog.text and "not images of the dataset" in caplog.text
+    assert "differ from the dataset's and were not applied" in caplog.text
+    assert "not images of the dataset" in caplog.text
     labels = labels_of(res.images)
     assert labels[Path(f.loc[human, "file"]).resolve().as_posix()] == f.loc[human, "label"]  # never overwritten
     # the dataset is gone: the images beside the file; one of them deleted is listed as missing
@@ -481,7 +482,57 @@ def test_cli_export_every_format_and_bad_input(tmp_path, classified, capsys):
     assert "does not exist" in capsys.readouterr().err
     shutil.rmtree(classified / "embeddings")
     assert main(["export", str(classified), "--format", "csv", "--out", str(tmp_path / "x")]) == 2
-    assert "--embeddings STORE" in capsys.readouterr().err
+    assert "--store STORE" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", str(classified), "--format", "dwca", "--out", str(tmp_path / "x"), "--basis-of-record",
               "Fossil"])
+
+
+def test_accept_predicted_reaches_extraction_from_extract_and_run(tmp_path):
+    from palaeo_ssl.cli import build_parser
+    from palaeo_ssl.pipeline import Pipeline
+
+    for command in ("extract", "run"):
+        args = build_parser(command).parse_args([command, "data.tsv", "--out", "o", "--accept-predicted"])
+        assert args.accept_predicted is True
+        assert build_parser(command).parse_args([command, "d", "--out", "o"]).accept_predicted is False
+    run = Pipeline("data.tsv", out=tmp_path / "o", accept_predicted=True)
+    assert run.extract_options == {"accept_predicted": True}  # handed to extract_embeddings as it is
+
+
+def test_a_museums_archive_with_audubon_core_media_is_data(tmp_path):
+    """An archive from elsewhere: tab-separated without quotes, no verification status (a curator's
+    identifications), Audubon Core media; 'cf.' identifications are no labels."""
+    folder = tmp_path / "museum"
+    for i in range(3):
+        _png(folder / "media" / f"m{i}.jpg", i)
+    meta = """<?xml version="1.0" encoding="UTF-8"?>
+<archive xmlns="http://rs.tdwg.org/dwc/text/" metadata="eml.xml">
+ <core encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" fieldsEnclosedBy="" ignoreHeaderLines="1"
+       rowType="http://rs.tdwg.org/dwc/terms/Occurrence">
+  <files><location>occurrence.txt</location></files>
+  <id index="0"/>
+  <field index="1" term="http://rs.tdwg.org/dwc/terms/catalogNumber"/>
+  <field index="2" term="http://rs.tdwg.org/dwc/terms/scientificName"/>
+  <field index="3" term="http://rs.tdwg.org/dwc/terms/identificationQualifier"/>
+ </core>
+ <extension encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" fieldsEnclosedBy="" ignoreHeaderLines="1"
+       rowType="http://rs.tdwg.org/ac/terms/Multimedia">
+  <files><location>multimedia.txt</location></files>
+  <coreid index="0"/>
+  <field index="1" term="http://rs.tdwg.org/ac/terms/accessURI"/>
+ </extension>
+</archive>"""
+    (folder / "meta.xml").write_text(meta)
+    (folder / "eml.xml").write_text('<eml:eml xmlns:eml="eml://ecoinformatics.org/eml-2.1.1"><dataset>'
+                                    "<title>Museum</title></dataset></eml:eml>")
+    (folder / "occurrence.txt").write_text("id\tcatalogNumber\tscientificName\tidentificationQualifier\n"
+                                           "o1\tNHM 1\tFusulina cylindrica\t\no2\tNHM 2\tSchwagerina sp.\tcf.\n"
+                                           "o3\tNHM 3\tFusulina cylindrica\t\n")
+    (folder / "multimedia.txt").write_text("coreid\taccessURI\no1\tmedia/m0.jpg\no2\tmedia/m1.jpg\n"
+                                           "o3\tmedia/m2.jpg\no3\tmedia/gone.jpg\n")
+    images = discover(folder)  # the unpacked folder; its images relative to it
+    got = {Path(f).name: (images.class_names[l] if l >= 0 else None) for f, l in zip(images.files, images.labels)}
+    assert got == {"m0.jpg": "Fusulina cylindrica", "m1.jpg": None, "m2.jpg": "Fusulina cylindrica"}
+    assert images.specimens == ["NHM 1", "NHM 2", "NHM 3"]
+    assert [m for m, _ in images.missing] == ["media/gone.jpg"]

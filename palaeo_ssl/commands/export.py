@@ -33,14 +33,14 @@ def register(sub) -> None:
     add_option(p, library, "format", required=True, choices=FORMATS, help="ecotaxa, dwca or csv")
     add_option(p, library, "out", required=True, metavar="DIR", help="folder to write into (created if needed)")
     images = p.add_mutually_exclusive_group()
-    images.add_argument("--link-images", dest="images", action="store_const", const="link", default="copy",
+    images.add_argument("--link-images", dest="link_images", action="store_true",
                         help="link the images into DIR/images instead of copying them (symbolic links)")
-    images.add_argument("--no-images", dest="images", action="store_const", const="none",
+    images.add_argument("--no-images", dest="images", action="store_false",
                         help="write no images: paths lead from DIR to the images where they are (for use on this "
                              "machine; EcoTaxa and GBIF need the images with the files)")
-    p.add_argument("--embeddings", dest="embeddings", metavar="STORE", default=library["embeddings"],
-                       help="classify results: the store classify read, when it is not SOURCE/embeddings (classify "
-                        "was given a store rather than a folder of images)")
+    add_option(p, library, "store", metavar="STORE",
+               help="classify results: the store classify read, when it is not SOURCE/embeddings (classify was "
+                    "given a store rather than a folder of images)")
     add_option(p, library, "taxonomy", help="CSV of higher ranks, columns class,genus[,family,...]: written to the "
                                             "Darwin Core ranks (kingdom ... subgenus) where given")
     d = p.add_argument_group("Darwin Core (--format dwca)")
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from ..exchange import run_export
 
     res = run_export(args.source, args.format, args.out, **library_kwargs(
-        args, "embeddings", "taxonomy", "images", "media_base_url", "basis_of_record", "title", "progress"))
+        args, "store", "taxonomy", "images", "link_images", "media_base_url", "basis_of_record", "title",
+        "progress"))
     ids, c = res["result"], res["result"].counts()
     print(f"palaeo-ssl export: {len(ids)} images of {ids.name} as {args.format}: {c['human']} identified by a "
           f"person, {c['machine']} by palaeo-ssl, {c['abstained']} left as a best guess, {c['none']} without "

@@ -205,14 +205,14 @@ def eml_xml(ids: Identifications, title: str, basis_of_record: str) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_dwca(ids: Identifications, out: str | os.PathLike, *, images: str = "copy",
+def write_dwca(ids: Identifications, out: str | os.PathLike, *, images: bool = True, link_images: bool = False,
                media_base_url: str | None = None, basis_of_record: str = "FossilSpecimen", title: str | None = None,
                progress: bool = True) -> list[Path]:
     """Write ``out/<name>_dwca.zip`` (occurrence.csv, multimedia.csv, meta.xml, eml.xml) with the images
-    copied (``images="copy"``) or linked into ``out/images``, or referred to where they are (``none``);
+    copied into ``out/images`` (``link_images``: linked there; ``images`` False: referred to where they are);
     multimedia identifiers are those paths, relative to ``out``, or URLs under ``media_base_url``.
     Rows whose image is missing (copy, link) keep their occurrence without media. Returns the archive's path."""
-    from .media import place_images, report_missing
+    from .media import image_mode, place_images, report_missing
 
     if basis_of_record not in BASES:
         raise UserError(f"basisOfRecord {basis_of_record!r} is not a Darwin Core value; use one of {', '.join(BASES)}")
@@ -220,7 +220,7 @@ def write_dwca(ids: Identifications, out: str | os.PathLike, *, images: str = "c
     check_names(set(ids.frame["specimen"]), "specimen name")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = place_images(ids, out, images, progress)
+    names = place_images(ids, out, image_mode(images, link_images), progress)
     report_missing(ids, names, "archive's media")
     base = media_base_url.rstrip("/") + "/" if media_base_url else None
     media = [("" if n is None else (base + quote(n) if base else n)) for n in names]
@@ -342,7 +342,7 @@ def _identifications(path: Path, core_ids: list[str], values: dict[str, list[str
 
     key_col = col("occurrenceID") if "occurrenceID" in values else [c.strip() for c in core_ids]
     root = Path(own["dataRoot"]) if own.get("dataRoot") else None
-    folders = [path.parent] + ([path] if path.is_dir() else [])
+    folders = [path, path.parent] if path.is_dir() else [path.parent]  # an unpacked archive: inside it first
     rows = []
     for i, (core_id, key, name, qual, verif, spec, assoc, dyn) in enumerate(zip(
             core_ids, key_col, col("scientificName"), col("identificationQualifier"),

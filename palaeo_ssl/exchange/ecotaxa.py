@@ -35,8 +35,8 @@ import matches), ``img_file_name`` the image beside the TSV; predictions as ``pr
 probability in ``object_palaeo_ssl_probability`` [f], human labels as ``validated``, abstentions with no
 category and the best guess in ``object_palaeo_ssl_best_guess`` [t] (its probability beside it). The
 process table says what made them: ``process_software``, ``process_model``, ``process_probe``,
-``process_threshold``, ``process_identified`` (and ``process_random_weights``), and where the images came from: ``process_dataset`` and
-``process_data_root``. EcoTaxa matches categories against its own taxonomy and asks, on import, to map
+``process_threshold``, ``process_identified`` (and ``process_random_weights``), and where the images
+came from: ``process_dataset`` and ``process_data_root``. EcoTaxa matches categories against its own taxonomy and asks, on import, to map
 the names it does not know.
 """
 
@@ -115,18 +115,18 @@ def ecotaxa_table(ids: Identifications, image_names: list[str]) -> tuple[list[st
     return cols, types, [list(r) for r in zip(*table)]
 
 
-def write_ecotaxa(ids: Identifications, out: str | os.PathLike, *, images: str = "copy",
+def write_ecotaxa(ids: Identifications, out: str | os.PathLike, *, images: bool = True, link_images: bool = False,
                   progress: bool = True) -> list[Path]:
-    """Write an EcoTaxa import folder: ``out/ecotaxa_<name>.tsv`` and the images (``images``: ``copy`` into
-    ``out/images``, ``link`` there, or ``none``: refer to them where they are). Rows whose image is
-    missing are left out (listed in a warning). Returns the TSV's path."""
-    from .media import place_images, report_missing
+    """Write an EcoTaxa import folder: ``out/ecotaxa_<name>.tsv`` and the images, copied into ``out/images``
+    (``link_images``: linked there; ``images`` False: none written, the TSV refers to them where they are).
+    Rows whose image is missing are left out (listed in a warning). Returns the TSV's path."""
+    from .media import image_mode, place_images, report_missing
 
     check_names(ids.class_names())
     check_names(set(ids.frame["specimen"]), "specimen name")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = place_images(ids, out, images, progress)
+    names = place_images(ids, out, image_mode(images, link_images), progress)
     report_missing(ids, names, "EcoTaxa folder")
     keep = [n is not None for n in names]
     kept = ids.with_frame(ids.frame[keep])

@@ -18,6 +18,11 @@ IMAGE_MODES = ("copy", "link", "none")
 IMAGES_DIR = "images"
 
 
+def image_mode(images: bool = True, link_images: bool = False) -> str:
+    """The mode of the public options: ``images`` False writes none, else ``link_images`` links, else copies."""
+    return "none" if not images else ("link" if link_images else "copy")
+
+
 def placed_name(path: str) -> str:
     """Where an image of dataset path ``path`` goes inside an export folder: ``images/<path>`` (posix; an
     absolute path keeps its parts below the root, and ``..`` parts are renamed)."""
@@ -101,4 +106,4 @@ def report_missing(ids: Identifications, names: list[str | None], what: str) -> 
                     "to refer to them where they should be", len(gone), what, shown)
 
 
-__all__ = ["IMAGES_DIR", "IMAGE_MODES", "place_images", "placed_name", "report_missing"]
+__all__ = ["IMAGES_DIR", "IMAGE_MODES", "image_mode", "place_images", "placed_name", "report_missing"]

@@ -3,7 +3,7 @@
 * a results folder of ``palaeo-ssl classify`` (it holds ``predictions.csv``): the machine's prediction of
   every image (abstentions keep their best guess), a person's label where the new images had one; the
   model, probe and threshold from ``calibration.json`` and the store the images were embedded into
-  (``SOURCE/embeddings``, or ``embeddings`` when ``classify`` read a store made elsewhere);
+  (``SOURCE/embeddings``, or ``store`` when ``classify`` read a store made elsewhere);
 * a ``suggest`` folder (it holds ``to_label.csv``) or a filled ``to_label.csv``: its dataset with the labels
   added;
 * anything else DATA can be: a class folder, a manifest or the labels CSV the explorer downloads (a
@@ -44,12 +44,12 @@ def from_images(images, dataset: str | None, source: str) -> Identifications:
     return Identifications(frame, name=images.name, root=images.root, dataset=dataset, source=source)
 
 
-def _store_for(predictions: pd.DataFrame, folder: Path, embeddings: str | os.PathLike | None) -> Path:
-    """The store ``classify`` embedded the predicted images into: the one among ``embeddings`` (or
+def _store_for(predictions: pd.DataFrame, folder: Path, store: str | os.PathLike | None) -> Path:
+    """The store ``classify`` embedded the predicted images into: the one among ``store`` (or
     ``folder/embeddings``) that holds every predicted path, the newest when several do."""
     from ..embeddings import INDEX_FILE, META_FILE, find_stores
 
-    where = Path(embeddings).expanduser() if embeddings is not None else folder / "embeddings"
+    where = Path(store).expanduser() if store is not None else folder / "embeddings"
     stores = find_stores(where) if where.is_dir() else []
     wanted = set(predictions["path"])
     fits = []
@@ -58,14 +58,14 @@ def _store_for(predictions: pd.DataFrame, folder: Path, embeddings: str | os.Pat
         if wanted <= set(paths):
             fits.append((str((read_json(s / META_FILE) or {}).get("created", "")), s))
     if not fits:
-        hint = (f"{where} holds no embedding store with these images" if embeddings is not None or where.is_dir()
+        hint = (f"{where} holds no embedding store with these images" if store is not None or where.is_dir()
                 else f"{folder} has no embeddings/ folder (classify read a store made elsewhere)")
         raise UserError(f"cannot tell where the images of {folder / PREDICTIONS_FILE} are: {hint}; pass the store "
-                        "classify read with --embeddings STORE")
+                        "classify read with --store STORE")
     return sorted(fits)[-1][1]
 
 
-def read_predictions(folder: str | os.PathLike, embeddings: str | os.PathLike | None = None) -> Identifications:
+def read_predictions(folder: str | os.PathLike, store: str | os.PathLike | None = None) -> Identifications:
     """The identifications of a ``classify`` results folder (see the module docstring)."""
     from ..embeddings import INDEX_FILE, META_FILE
 
@@ -76,9 +76,9 @@ def read_predictions(folder: str | os.PathLike, embeddings: str | os.PathLike | 
     if need:
         raise UserError(f"{pred_file} lacks the column(s) {', '.join(sorted(need))}: is it the predictions.csv "
                         "of 'palaeo-ssl classify'?")
-    store = _store_for(pred, folder, embeddings)
-    meta = read_json(store / META_FILE) or {}
-    index = pd.read_csv(store / INDEX_FILE, dtype=str, keep_default_na=False)
+    found = _store_for(pred, folder, store)
+    meta = read_json(found / META_FILE) or {}
+    index = pd.read_csv(found / INDEX_FILE, dtype=str, keep_default_na=False)
     specimen = dict(zip(index["path"], index["specimen"])) if "specimen" in index else {}
     cal = read_json(folder / CALIBRATION_FILE) or {}
     predicted, prob = pred["predicted_class"], pd.to_numeric(pred["probability"], errors="coerce")
@@ -99,10 +99,10 @@ def read_predictions(folder: str | os.PathLike, embeddings: str | os.PathLike | 
                            random_weights=bool(meta.get("random_weights")))
 
 
-def read_source(source: str | os.PathLike, *, embeddings: str | os.PathLike | None = None,
+def read_source(source: str | os.PathLike, *, store: str | os.PathLike | None = None,
                 taxonomy: str | os.PathLike | None = None) -> Identifications:
     """The identifications in ``source``: a ``classify`` or ``suggest`` results folder, or any DATA (see the
-    module docstring). ``embeddings``: the store ``classify`` read, when not in ``source/embeddings``;
+    module docstring). ``store``: the store ``classify`` read, when not in ``source/embeddings``;
     ``taxonomy``: a CSV of higher ranks (``class,genus[,family,...]``) for the classes."""
     from ..images import discover
     from ..labels.template import TEMPLATE_FILE
@@ -116,7 +116,7 @@ def read_source(source: str | os.PathLike, *, embeddings: str | os.PathLike | No
     if p.is_file() and p.name == PREDICTIONS_FILE:
         p = p.parent
     if p.is_dir() and (p / PREDICTIONS_FILE).is_file():
-        ids = read_predictions(p, embeddings)
+        ids = read_predictions(p, store)
     else:
         if p.is_dir() and (p / TEMPLATE_FILE).is_file() and (p / SUGGESTIONS_FILE).is_file():
             p = p / TEMPLATE_FILE
