@@ -100,6 +100,15 @@ def _listing(items: list[str]) -> str:
     return "; ".join(items[:10]) + (f" ... and {len(items) - 10} more" if len(items) > 10 else "")
 
 
+def _relative(f: str, root: str | Path) -> str | None:
+    """``f`` relative to ``root`` (posix), or None when it is not below it."""
+    try:
+        rel = os.path.relpath(f, root)
+    except ValueError:  # another drive
+        return None
+    return None if rel == os.pardir or rel.startswith(os.pardir + os.sep) else Path(rel).as_posix()
+
+
 def _dataset_of(ids: Identifications, source: Path) -> Path | None:
     if not ids.dataset:
         return None
@@ -151,8 +160,8 @@ def _into_dataset(ids: Identifications, labels: np.ndarray, source: Path, datase
     for key, f, lab in zip(ids.frame["path"].tolist(), ids.frame["file"].tolist(), labels.tolist()):
         i = where.get(key)
         if i is None and f:
-            rel = os.path.relpath(f, root)
-            i = where.get(Path(rel).as_posix()) if not rel.startswith("..") else where.get(Path(f).as_posix())
+            rel = _relative(f, root)
+            i = where.get(rel) if rel is not None else where.get(Path(f).as_posix())
         if i is None:
             res.unknown.append(key or f)
             missing.append((key or f, f"not an image of the dataset {dataset} (listed in {source.name})"))
@@ -196,8 +205,7 @@ def _standalone(ids: Identifications, labels: np.ndarray, source: Path) -> Impor
     has_specimens = bool((ids.frame["specimen"] != "").any())
     for key, f, lab, spec in zip(ids.frame["path"].tolist(), ids.frame["file"].tolist(), labels.tolist(),
                                  ids.frame["specimen"].tolist()):
-        r = os.path.relpath(f, root) if f else ""
-        r = Path(f).as_posix() if (not f or r.startswith("..")) else Path(r).as_posix()
+        r = (_relative(f, root) or Path(f).as_posix()) if f else ""
         if not f or not os.path.isfile(f):
             missing.append((r or key, f"image not found (listed in {source.name})"))
             continue
