@@ -536,3 +536,17 @@ def test_a_museums_archive_with_audubon_core_media_is_data(tmp_path):
     assert got == {"m0.jpg": "Fusulina cylindrica", "m1.jpg": None, "m2.jpg": "Fusulina cylindrica"}
     assert images.specimens == ["NHM 1", "NHM 2", "NHM 3"]
     assert [m for m, _ in images.missing] == ["media/gone.jpg"]
+
+
+def test_missing_images_are_left_out_with_a_warning_and_none_at_all_is_an_error(tmp_path, dataset, caplog):
+    ids = read_source(dataset)
+    gone = Path(ids.frame.loc[0, "file"])
+    gone.unlink()
+    with caplog.at_level(logging.WARNING):
+        tsv, = write_identifications(ids, tmp_path / "some", "ecotaxa", progress=False)
+    assert "1 image(s) not found, left out of the EcoTaxa folder" in caplog.text
+    assert len(ecotaxa_rows(tsv)[2]) == len(ids) - 1
+    for f in ids.frame["file"][1:]:
+        Path(f).unlink()
+    with pytest.raises(UserError, match="none of the 19 images .* was found"):
+        write_identifications(ids, tmp_path / "none", "dwca", progress=False)

@@ -98,8 +98,12 @@ def place_images(ids: Identifications, out: Path, mode: str = "copy", progress: 
 
 
 def report_missing(ids: Identifications, names: list[str | None], what: str) -> None:
-    """Log the rows left out of an export because their image file is missing."""
+    """Log the rows left out of an export because their image file is missing; none found is an error."""
     gone = [p for p, n in zip(ids.frame["path"], names) if n is None]
+    if gone and len(gone) == len(names):
+        raise UserError(f"none of the {len(names)} images of {ids.source or ids.name} was found (the first: "
+                        f"{ids.frame['file'].iloc[0] or gone[0]}): put them back where they were, or export with "
+                        "--no-images")
     if gone:
         shown = "; ".join(gone[:10]) + (" ..." if len(gone) > 10 else "")
         log.warning("%d image(s) not found, left out of the %s (%s): put them back, or export with --no-images "
