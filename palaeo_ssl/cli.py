@@ -23,7 +23,8 @@ from .errors import UserError, one_line
 from .params import ParameterError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("demo", "extract", "probe", "classify", "suggest", "morphospace", "similar", "visualise", "run")
+COMMANDS = ("demo", "extract", "probe", "classify", "suggest", "morphospace", "similar", "visualise", "run",
+            "export")
 
 
 class _Parser(argparse.ArgumentParser):

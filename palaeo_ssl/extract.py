@@ -225,12 +225,15 @@ def extract_embeddings(
     address: str | None = None,
     gpus_per_actor: float | None = None,
     actors: int | None = None,
+    accept_predicted: bool = False,
 ) -> Embeddings:
     """Embed every image under ``data`` (a folder or a CSV manifest), reusing cached features.
 
     Parameters
     ----------
-    data : folder of class sub-folders, flat folder, or CSV manifest (``path,label[,specimen]``).
+    data : folder of class sub-folders, flat folder, CSV manifest (``path,label[,specimen]``), or
+        identifications exchanged with other tools: an EcoTaxa TSV, a Darwin Core Archive, a CSV of
+        ``palaeo-ssl export`` (see :func:`palaeo_ssl.images.discover`).
     model : alias (``dinov3-vits16``...), Hub id or local folder.
     out : folder for the store and ``skipped.csv`` (default: ``~/.cache/palaeo-ssl/embeddings``).
     pooling : ``auto`` (the model's own global feature: ``cls`` for DINOv3 ViT, DINOv2 and CLIP, ``head``
@@ -263,6 +266,8 @@ def extract_embeddings(
     gpus_per_actor : GPUs per embedding actor (fractions share a GPU; default 1 where the cluster
         has GPUs, else the actors run on CPUs).
     actors : embedding actors (default: one per GPU share; on CPUs 2, or one per 4 CPUs past 8).
+    accept_predicted : when ``data`` holds exchanged identifications, take the machine's (EcoTaxa
+        ``predicted``, Darwin Core ``PredictedByMachine``) as labels too, not only a person's.
 
     Returns the :class:`Embeddings` (features memory-mapped from the store),
     with ``meta["extraction"]`` describing this run.
@@ -287,7 +292,7 @@ def extract_embeddings(
             gpus_per_actor = 0.0
         device = actor_device(address, gpus_per_actor, actors)
     plan = _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone, decode,
-                 shard_spec)
+                 shard_spec, accept_predicted)
     pooling = plan.store.settings["pooling"]  # resolved for the model's family ("auto" -> "cls", "head", ...)
     timings = {"plan": time.perf_counter() - t0}
     if shard_spec is None:
@@ -322,7 +327,7 @@ def extract_embeddings(
     if shard_spec is not None:  # a shard never consolidates: the run without shard does
         return shards.finish_shard(plan, shard_spec, plan.assigned, computed, extract_seconds, t0)
     t_finish = time.perf_counter()
-    emb = _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict)
+    emb = _finish(plan, data, pooling, computed, extract_seconds, peak_gpu, t0, strict, accept_predicted)
     timings["finish"] = time.perf_counter() - t_finish
     emb.meta["extraction"]["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return emb
@@ -349,9 +354,9 @@ class _Plan:
 
 
 def _plan(data, model, out, pooling, preprocess, image_size, device, dtype, background, backbone,
-          decode="auto", shard: tuple[int, int] | None = None) -> _Plan:
+          decode="auto", shard: tuple[int, int] | None = None, accept_predicted: bool = False) -> _Plan:
     bg = parse_color(background)
-    images = discover(data)
+    images = discover(data, accept_predicted=accept_predicted)
     dev = backbone.device if backbone is not None else (
         device if isinstance(device, torch.device) else resolve_device(device))
     dt = backbone.dtype if backbone is not None else resolve_dtype(dtype, dev)
@@ -500,7 +505,7 @@ def _embed_missing(plan: _Plan, backbone: Backbone, pooling: str, batch_size: in
 
 
 def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: float, peak_gpu: float | None,
-            t0: float, strict: bool) -> Embeddings:
+            t0: float, strict: bool, accept_predicted: bool = False) -> Embeddings:
     """Consolidate the store, write ``skipped.csv``, attach the run's summary; refuse an empty result."""
     info, prep, images, dev = plan.info, plan.prep, plan.images, plan.device
     meta = {
@@ -519,6 +524,7 @@ def _finish(plan: _Plan, data, pooling: str, computed: int, extract_seconds: flo
         "data_root": str(images.root),
         "dataset": images.name,
         "layout": images.layout,
+        **({"accept_predicted": True} if accept_predicted else {}),  # labels include machine identifications
         "versions": library_versions(),
         "created": now_iso(),
         "platform": platform.platform(),

@@ -75,7 +75,7 @@ def _walk_files(folder: Path) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def discover(data: str | os.PathLike) -> ImageList:
+def discover(data: str | os.PathLike, *, accept_predicted: bool = False) -> ImageList:
     """List the images of a dataset.
 
     ``data`` is one of:
@@ -90,6 +90,12 @@ def discover(data: str | os.PathLike) -> ImageList:
     * a filled labelling template (``to_label.csv`` of ``palaeo-ssl suggest``: a manifest
       with a ``dataset`` column): the dataset it names with the template's labels
       added; see :func:`merge_template`.
+    * identifications exchanged with other tools (:mod:`palaeo_ssl.exchange`): an EcoTaxa TSV (palaeo-ssl's
+      import folders and EcoTaxa's exports), a Darwin Core Archive (``.zip`` or its unpacked folder) or
+      a CSV of identifications written by ``palaeo-ssl export``: a person's identifications are labels,
+      the machine's too when ``accept_predicted``; images are found relative to the file, and the labels
+      are added to the dataset the file names when it is still there (as for a labelling template;
+      rows that are no image of it, and missing images, are listed in ``missing``).
 
     Order is deterministic (sorted). Raises :class:`UserError` for a missing or
     empty folder.
@@ -97,10 +103,17 @@ def discover(data: str | os.PathLike) -> ImageList:
     p = Path(data).expanduser()
     if not p.exists():
         raise UserError(f"{p} does not exist: pass a folder of images (one sub-folder per class, or flat) or a CSV manifest")
+    from .exchange.merge import exchange_format  # the readers of other tools' formats (they build on this module)
+
+    if exchange_format(p):
+        from .exchange.merge import read_data
+
+        return read_data(p, accept_predicted=accept_predicted).images
     if p.is_file():
         if p.suffix.lower() in MANIFEST_SUFFIXES:
             return _discover_manifest(p)
-        raise UserError(f"{p} is a file; pass a folder of images or a CSV manifest with columns path,label[,specimen]")
+        raise UserError(f"{p} is a file; pass a folder of images, a CSV manifest with columns path,label[,specimen], "
+                        "an EcoTaxa TSV or a Darwin Core Archive (.zip)")
     root = p.resolve()
     try:
         entries = sorted(e for e in os.listdir(root) if not is_hidden(e))

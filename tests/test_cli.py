@@ -39,6 +39,7 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 def library_functions() -> dict[str, tuple]:
     """The functions each command calls, named here independently of the commands' own code."""
     from palaeo_ssl.demo import run_demo
+    from palaeo_ssl.exchange import run_export
     from palaeo_ssl.extract import extract_embeddings
     from palaeo_ssl.labels import run_suggest
     from palaeo_ssl.morphospace import run_morphospace
@@ -51,7 +52,8 @@ def library_functions() -> dict[str, tuple]:
     return {"extract": (extract_embeddings,), "probe": (run_probe_report,), "classify": (classify,),
             "suggest": (run_suggest,),
             "morphospace": (run_morphospace,), "similar": (find_similar,),
-            "visualise": (visualise_specimen, run_visualise), "run": (run_pipeline, Pipeline, extract_embeddings), "demo": (run_demo,)}
+            "visualise": (visualise_specimen, run_visualise), "run": (run_pipeline, Pipeline, extract_embeddings), "demo": (run_demo,),
+            "export": (run_export,)}
 
 
 def signature_defaults(*functions) -> dict:
@@ -218,7 +220,8 @@ def test_option_defaults_are_the_library_signatures(command):
     assert checked >= 1
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("extract", "similar", "visualise", "demo", "suggest")])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("extract", "similar", "visualise", "demo", "suggest",
+                                                                     "export")])
 def test_protocol_defaults(command):
     action = next(a for a in subparsers()[command]._actions if a.dest == "protocol")
     expected = ALL if command == "run" else DEFAULT_PROTOCOL

@@ -457,6 +457,51 @@ def test_labelling_click_assign_undo_download_in_headless_chromium(browser, page
 
 
 @pytest.mark.slow
+def test_labelling_downloads_an_ecotaxa_tsv_read_back_in_headless_chromium(browser, page_path, inputs, tmp_path):
+    """Assign a typed name with a tab, quotes, a comma and markup; download the EcoTaxa TSV; it is what EcoTaxa's
+    importer reads (UTF-8 with a byte-order mark, tab-separated, '"' quoting, the type line) and palaeo-ssl reads
+    it back as DATA, from wherever it is saved, with the same labels."""
+    import csv
+
+    typed = XSS_TYPED + "\tvar."
+    page, events = _open(browser, page_path)
+    a, = _isolated(inputs["coords"], 1, skip={0, 5})
+    _click_point(page, a)
+    _assign(page, typed)
+    assert "Download for EcoTaxa" in page.inner_text("#download-ecotaxa")
+    assert "EcoTaxa TSV lists paths relative to the dataset's folder" in page.inner_text("#root-note")
+    with page.expect_download() as info:
+        page.click("#download-ecotaxa")
+    download = info.value
+    assert download.suggested_filename == "ecotaxa_labels.tsv"
+    tsv = tmp_path / "ecotaxa_labels.tsv"
+    download.save_as(tsv)
+    assert "not downloaded" not in page.inner_text("#label-status")
+    _assert_clean(page, events)
+    page.close()
+
+    raw = tsv.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    with open(tsv, encoding="utf-8-sig", newline="") as fh:  # as EcoTaxa's TSVFile.open reads it
+        rows = list(csv.DictReader(fh, delimiter="\t", quotechar='"'))
+    assert set(rows[0].values()) == {"[t]"} and len(rows) == len(inputs["paths"]) + 1
+    names = inputs["class_names"]
+    for i, r in enumerate(rows[1:]):
+        assert r["img_file_name"] == r["object_id"] == inputs["paths"][i]
+        want = typed if i == a else (names[inputs["labels"][i]] if inputs["labels"][i] >= 0 else "")
+        assert r["object_annotation_category"] == want
+        assert r["object_annotation_status"] == ("validated" if want else "")
+        assert r["process_data_root"] == inputs["data_root"]
+
+    found = discover(tsv)
+    root = Path(inputs["data_root"])
+    got = {Path(f): (found.class_names[l] if l >= 0 else None) for f, l in zip(found.files, found.labels)}
+    expected = {root / p: (names[l] if l >= 0 else None) for p, l in zip(inputs["paths"], inputs["labels"])}
+    expected[root / inputs["paths"][a]] = typed
+    assert got == expected and found.missing == []
+
+
+@pytest.mark.slow
 def test_labelling_box_selection_and_colourings_in_headless_chromium(browser, page_path, inputs):
     """A box selection labels every specimen inside it; the score and predicted-class colourings draw."""
     page, events = _open(browser, page_path)

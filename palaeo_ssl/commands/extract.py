@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..extract import ExtractionSummary, extract_embeddings
 
     emb = extract_embeddings(args.data, out=args.out, **library_kwargs(args, *EXTRACTION, *EXTRACTION_SPEED,
-                                                                        *CLUSTER, "strict", "progress"))
+                                                                        *CLUSTER, "strict", "progress",
+                                                                        "accept_predicted"))
     if args.shard is not None:  # a shard: its own summary, nothing consolidated
         print(emb.text())
         return 0

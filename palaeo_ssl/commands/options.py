@@ -203,10 +203,18 @@ def add_extraction_options(parser: argparse.ArgumentParser, library: Mapping[str
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
-    """The DATA positional of every command that reads a dataset."""
+    """The DATA positional of every command that reads a dataset, and ``--accept-predicted`` for DATA that
+    holds exchanged identifications."""
     parser.add_argument("data", metavar="DATA",
-                        help="folder with one sub-folder per class, a flat folder (unlabelled), or a CSV manifest "
-                             "with columns path,label[,specimen] (paths relative to the manifest)")
+                        help="folder with one sub-folder per class, a flat folder (unlabelled), a CSV manifest "
+                             "with columns path,label[,specimen] (paths relative to the manifest), a filled "
+                             "to_label.csv, or identifications from another tool: an EcoTaxa TSV, a Darwin Core "
+                             "Archive (.zip or folder) or a CSV of 'palaeo-ssl export' (validated identifications "
+                             "become labels, added to the dataset the file came from)")
+    parser.add_argument("--accept-predicted", dest="accept_predicted", action="store_true",
+                        help="DATA from EcoTaxa, Darwin Core or 'palaeo-ssl export': take the machine's "
+                             "identifications (predicted, PredictedByMachine) as labels too, not only those a "
+                             "person validated (abstentions never)")
 
 
 def library_kwargs(args: argparse.Namespace, *params: str) -> dict[str, Any]:

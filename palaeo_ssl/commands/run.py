@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_pipeline(args.data, out=args.out, **library_kwargs(
         args, "protocol", "reference", "seed", "episodes", "repeats", "literature_best", "taxonomy", "explorer",
-        "max_train_images", "probe_device", "force", "progress", "strict", "label_budget", *EXTRACTION,
+        "max_train_images", "probe_device", "force", "progress", "strict", "label_budget", "accept_predicted",
+        *EXTRACTION,
         *EXTRACTION_SPEED))
     m = res.manifest
     print(f"\nresults in {res.out}")

@@ -6,7 +6,11 @@
  * class name; Assign. Undo takes back the last assignment. "Download labels" saves every specimen's
  * label (the original ones and those assigned here) as a CSV manifest, path,label, the format
  * palaeo_ssl.images.discover reads: an empty label means unlabelled. Paths are absolute when the page
- * knows the dataset's folder (data_root), otherwise relative to it.
+ * knows the dataset's folder (data_root), otherwise relative to it. "Download for EcoTaxa" saves the
+ * same labels as an EcoTaxa TSV (ecotaxa_labels.tsv, the import format palaeo_ssl.exchange.ecotaxa
+ * writes): a type line, img_file_name relative to the dataset's folder (save it there and zip the
+ * folder for EcoTaxa), object_id the same path, labels as validated identifications, values quoted
+ * as Python's csv module and EcoTaxa do, UTF-8 with a byte-order mark; palaeo-ssl reads it back as DATA.
  *
  * What the user types reaches the page only as text: textContent, an <option>'s value, and plotly's
  * legend through app.js's esc().
@@ -96,11 +100,28 @@
     }
     return rows.join("\n") + "\n";
   }
-  function download() {
-    var url = URL.createObjectURL(new Blob([csv()], {type: "text/csv;charset=utf-8"}));
+  // ---- the EcoTaxa TSV
+  function tsvField(s) {
+    s = String(s);
+    return /[\t"\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+  function ecotaxa() {
+    var cols = ["img_file_name", "object_id", "object_annotation_category", "object_annotation_status"];
+    var root = D.data_root ? ["process_id", "process_data_root"] : [];
+    var rows = [cols.concat(root).join("\t"), cols.concat(root).map(function () { return "[t]"; }).join("\t")];
+    var tail = D.data_root ? ["palaeo-ssl", tsvField(D.data_root)] : [];
+    for (var i = 0; i < N; i++) {
+      var l = D.labels[i], p = tsvField(D.paths[i]);
+      rows.push([p, p, l >= 0 ? tsvField(D.class_names[l]) : "", l >= 0 ? "validated" : ""].concat(tail).join("\t"));
+    }
+    return "\ufeff" + rows.join("\n") + "\n";
+  }
+
+  function save(text, type, name) {
+    var url = URL.createObjectURL(new Blob([text], {type: type}));
     var a = document.createElement("a");
     a.href = url;
-    a.download = "labels.csv";
+    a.download = name;
     document.body.appendChild(a);
     a.click();
     a.remove();
@@ -108,6 +129,8 @@
     savedAt = history.length;
     refresh();
   }
+  function download() { save(csv(), "text/csv;charset=utf-8", "labels.csv"); }
+  function downloadEcotaxa() { save(ecotaxa(), "text/tab-separated-values;charset=utf-8", "ecotaxa_labels.tsv"); }
 
   X.onTargets(function (idx) { targets = idx; refresh(); });
   input.addEventListener("input", refresh);
@@ -115,14 +138,18 @@
   assignBtn.addEventListener("click", assign);
   undoBtn.addEventListener("click", undo);
   document.getElementById("download").addEventListener("click", download);
-  document.getElementById("root-note").textContent = D.data_root
-    ? "The CSV lists absolute paths: give it as the data of any palaeo-ssl command, wherever it is saved."
-    : "The CSV lists paths relative to the dataset's folder: save it there before using it.";
+  document.getElementById("download-ecotaxa").addEventListener("click", downloadEcotaxa);
+  document.getElementById("root-note").textContent = (D.data_root
+    ? "The CSV lists absolute paths: give it as the data of any palaeo-ssl command, wherever it is saved. "
+    : "The CSV lists paths relative to the dataset's folder: save it there before using it. ") +
+    "The EcoTaxa TSV lists paths relative to the dataset's folder: save it there and zip the folder to import " +
+    "it into EcoTaxa" + (D.data_root ? "; palaeo-ssl reads it from anywhere." : ".");
   window.addEventListener("beforeunload", function (e) {
     if (history.length && history.length !== savedAt) { e.preventDefault(); e.returnValue = ""; }
   });
   refreshClasses();
   refresh();
   document.getElementById("labelling").hidden = false;
-  X.labelling = {assign: assign, undo: undo, csv: csv, download: download};
+  X.labelling = {assign: assign, undo: undo, csv: csv, ecotaxa: ecotaxa, download: download,
+                 downloadEcotaxa: downloadEcotaxa};
 })();
